@@ -1,0 +1,156 @@
+"""The versioned config document: what the renderer writes and the proxy reads.
+
+It is the contract between operator and proxy (the ConfigMap `vpipe-config`, key `config.json`).
+It carries `configVersion` so a proxy meeting a version it does not know keeps its last good
+config and says "expected X, got Y", and a content `revision` so every party can tell which
+config is loaded. It never holds a secret, only references to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from vpipe_api.errors import DocumentError
+
+CONFIG_VERSION: Final = "vpipe.io/config.v1"
+CONFIGMAP_NAME: Final = "vpipe-config"
+CONFIGMAP_KEY: Final = "config.json"
+REVISION_ANNOTATION: Final = "vpipe.io/revision"
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
+    )
+
+
+class SecretRefDoc(_Doc):
+    name: str
+    key: str
+
+
+class TimeoutsDoc(_Doc):
+    connect: float
+    first_byte: float
+    total: float
+
+
+class ProviderConfig(_Doc):
+    """A provider instance with every family default resolved."""
+
+    family: str
+    protocol: str
+    base_url: str | None
+    auth: str
+    credentials: SecretRefDoc | None
+    headers: dict[str, str] = Field(default_factory=dict)
+    model_map: dict[str, str] = Field(default_factory=dict)
+    timeouts: TimeoutsDoc
+    max_connections: int
+
+
+class InstanceDoc(_Doc):
+    """One static module instance, shared by every pipeline that uses the same config."""
+
+    type: str
+    config: dict[str, Any]
+
+
+class ModuleRefDoc(_Doc):
+    name: str
+    type: str
+    instance: str  # key into ConfigDocument.instances
+
+
+class PipelineDoc(_Doc):
+    modules: list[ModuleRefDoc]
+    accepts: list[str]  # client protocols the chain serves
+
+
+class RouteDoc(_Doc):
+    name: str
+    priority: int
+    pipeline: str
+    models: list[str]
+    protocols: list[str]
+    path_prefix: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ConfigDocument(_Doc):
+    """Everything one namespace's proxies need, rendered from its Pipelines and Routes."""
+
+    config_version: str = CONFIG_VERSION
+    revision: str = ""
+    namespace: str
+    instances: dict[str, InstanceDoc]
+    pipelines: dict[str, PipelineDoc]
+    routes: list[RouteDoc]  # highest priority first, then by name
+
+    def content_revision(self) -> str:
+        """Hash of everything but the revision field itself."""
+        body = self.model_dump(by_alias=True, exclude={"revision"})
+        return hashlib.sha256(canonical_json(body)).hexdigest()[:16]
+
+    def with_revision(self) -> ConfigDocument:
+        return self.model_copy(update={"revision": self.content_revision()})
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            self.model_dump(by_alias=True), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
+        )
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON used for hashing (sorted keys, no whitespace)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def instance_key(type_: str, config: dict[str, Any]) -> str:
+    """Identity of a module instance: equal normalized configs share one instance."""
+    digest = hashlib.sha256(canonical_json({"type": type_, "config": config})).hexdigest()
+    return f"{type_}-{digest[:12]}"
+
+
+def parse_document(raw: bytes | str) -> ConfigDocument:
+    """Read a rendered document; refuse unknown versions and revisions that do not match."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise DocumentError(f"config document is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise DocumentError("config document must be a JSON object")
+    version = data.get("configVersion")
+    if version != CONFIG_VERSION:
+        raise DocumentError(
+            f"config document has configVersion {version!r}; this proxy reads "
+            f"{CONFIG_VERSION!r}: upgrade the proxy or render with a matching operator"
+        )
+    try:
+        document = ConfigDocument.model_validate(data)
+    except ValidationError as e:
+        raise DocumentError(f"config document is malformed: {e}") from e
+    if document.revision != document.content_revision():
+        raise DocumentError(
+            f"config document revision {document.revision!r} does not match its content "
+            f"({document.content_revision()!r}); it was edited by hand: render it again"
+        )
+    for name, pipeline in document.pipelines.items():
+        for module in pipeline.modules:
+            if module.instance not in document.instances:
+                raise DocumentError(
+                    f"pipeline {name!r} module {module.name!r} refers to instance "
+                    f"{module.instance!r}, which the document does not define"
+                )
+    for route in document.routes:
+        if route.pipeline not in document.pipelines:
+            raise DocumentError(
+                f"route {route.name!r} refers to pipeline {route.pipeline!r}, "
+                "which the document does not define"
+            )
+    return document

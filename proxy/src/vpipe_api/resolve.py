@@ -1,0 +1,91 @@
+"""Resolve a provider spec against its family into the complete config an instance needs."""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import urlsplit
+
+from vpipe_api.document import ProviderConfig, SecretRefDoc, TimeoutsDoc
+from vpipe_api.errors import Issue
+from vpipe_api.families import FAMILIES, IN_PROCESS_FAMILIES
+from vpipe_api.protocols import PROVIDER_ACCEPTS
+from vpipe_api.resources import ProviderSpec
+
+DEFAULT_TIMEOUTS: Final = TimeoutsDoc(connect=10.0, first_byte=120.0, total=600.0)
+DEFAULT_MAX_CONNECTIONS: Final = 100
+
+
+def resolve_provider(
+    spec: ProviderSpec, resource: str, field: str
+) -> tuple[ProviderConfig | None, list[Issue]]:
+    """Merge family defaults into `spec`; return the config, or None and every issue found."""
+    issues: list[Issue] = []
+
+    def bad(sub: str, message: str) -> None:
+        issues.append(Issue(resource, f"{field}.{sub}", message))
+
+    family_name = spec.family or ("openai-compatible" if spec.base_url else None)
+    if family_name is None:
+        bad("family", "set a family (e.g. openai, deepseek, mock) or a baseUrl; known families: "
+            + ", ".join(sorted(FAMILIES)))
+        return None, issues
+    family = FAMILIES.get(family_name)
+    if family is None:
+        bad("family", f"unknown family '{family_name}'; known families: "
+            + ", ".join(sorted(FAMILIES)) + " (or omit family and give protocol and baseUrl)")
+        return None, issues
+
+    protocol = spec.protocol or family.protocol
+    if protocol not in PROVIDER_ACCEPTS:
+        bad("protocol", f"provider protocol '{protocol}' (family {family.name}) cannot be called "
+            "by this version of vpipe yet; supported: " + ", ".join(sorted(PROVIDER_ACCEPTS)))
+
+    base_url = spec.base_url or family.base_url
+    if family.name in IN_PROCESS_FAMILIES:
+        if spec.base_url:
+            bad("baseUrl", f"family '{family.name}' is answered inside the proxy; remove baseUrl")
+        base_url = None
+    elif base_url is None:
+        bad("baseUrl", f"family '{family.name}' has no default endpoint; set baseUrl "
+            "(e.g. https://HOST/v1)")
+    else:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            bad("baseUrl", f"'{base_url}' is not an http(s) URL with a host; write it like "
+                "https://api.example.com/v1")
+        elif parts.query or parts.fragment:
+            bad("baseUrl", f"'{base_url}' must not carry a query or fragment")
+        elif parts.username or parts.password:
+            bad("baseUrl", "credentials in the URL are not allowed; use credentials.secretRef")
+        else:
+            base_url = base_url.rstrip("/")
+
+    credentials = spec.credentials
+    if family.credentials == "required" and credentials is None:
+        bad("credentials", f"family '{family.name}' needs an API key: add credentials.secretRef "
+            "{name: <secret>, key: <key>} pointing at a Secret in this namespace")
+    if family.credentials == "none" and credentials is not None:
+        bad("credentials", f"family '{family.name}' takes no credentials; remove them")
+
+    if issues:
+        return None, issues
+    timeouts = spec.timeouts
+    config = ProviderConfig(
+        family=family.name,
+        protocol=protocol,
+        base_url=base_url,
+        auth=family.auth if credentials else "none",
+        credentials=(
+            SecretRefDoc(name=credentials.secret_ref.name, key=credentials.secret_ref.key)
+            if credentials else None
+        ),
+        headers={**family.headers, **{k.lower(): v for k, v in spec.headers.items()}},
+        model_map=dict(spec.model_map),
+        timeouts=TimeoutsDoc(
+            connect=(timeouts and timeouts.connect) or DEFAULT_TIMEOUTS.connect,
+            first_byte=(timeouts and timeouts.first_byte) or DEFAULT_TIMEOUTS.first_byte,
+            total=(timeouts and timeouts.total) or DEFAULT_TIMEOUTS.total,
+        ),
+        max_connections=spec.max_connections or DEFAULT_MAX_CONNECTIONS,
+    )
+    return config, []

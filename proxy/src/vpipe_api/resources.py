@@ -1,0 +1,207 @@
+"""Pydantic models of the `Pipeline` and `Route` custom resources (vpipe.io/v1alpha1).
+
+These are the user-facing schema: field names, descriptions and bounds here become the CRDs.
+They check what one resource can check on its own; rules that span resources (references,
+priority ties, protocol guards) live in `validation`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from vpipe_api import GROUP_VERSION
+from vpipe_api.protocols import ClientProtocol, ProviderProtocol
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+# Field names that would carry a secret inline; the config document must only hold references.
+INLINE_SECRET_FIELDS = frozenset(
+    {"apiKey", "api_key", "apikey", "key", "token", "password", "secret", "bearer",
+     "accessToken", "access_token"}
+)
+SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
+
+Name = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes object metadata vpipe reads; the rest is ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: Name
+    namespace: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)] = "default"
+    generation: int | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class SecretKeyRef(_Spec):
+    """A key in a Kubernetes Secret in the resource's namespace."""
+
+    name: Name = Field(description="Name of the Secret.")
+    key: str = Field(default="api-key", min_length=1, description="Key inside the Secret.")
+
+
+class Credentials(_Spec):
+    """Where the provider's API key comes from. Keys are never written inline."""
+
+    secret_ref: SecretKeyRef = Field(
+        description="Secret holding the API key; the proxy reads it from the mounted file or "
+        "from the env var VPIPE_SECRET_<NAME>_<KEY>."
+    )
+
+
+class ProviderTimeouts(_Spec):
+    """Upstream timeouts in seconds; unset fields take the proxy defaults."""
+
+    connect: float | None = Field(default=None, gt=0, le=600, description="Seconds to connect.")
+    first_byte: float | None = Field(
+        default=None, gt=0, le=3600, description="Seconds from request sent to response headers."
+    )
+    total: float | None = Field(
+        default=None, gt=0, le=86400, description="Seconds for the whole exchange, streams included."
+    )
+
+
+class ProviderSpec(_Spec):
+    """An upstream model API. `family` supplies defaults; explicit fields override them."""
+
+    family: str | None = Field(
+        default=None, description="Config-library entry (openai, deepseek, mock, ...)."
+    )
+    protocol: ProviderProtocol | None = Field(
+        default=None, description="Wire protocol the upstream speaks; defaults from the family."
+    )
+    base_url: str | None = Field(
+        default=None, description="Upstream base URL, e.g. https://api.deepseek.com/v1."
+    )
+    credentials: Credentials | None = Field(default=None, description="API key reference.")
+    timeouts: ProviderTimeouts | None = Field(default=None, description="Upstream timeouts.")
+    max_connections: int | None = Field(
+        default=None, ge=1, le=10000, description="Keep-alive connections kept to the upstream."
+    )
+    model_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Client model name -> upstream model name; unmapped names pass unchanged.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra request headers (never credentials)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in INLINE_SECRET_FIELDS:
+                    raise ValueError(
+                        f"inline secret field '{key}' is not allowed: put the key in a Secret "
+                        "and reference it with credentials.secretRef {name, key}"
+                    )
+            headers = data.get("headers")
+            if isinstance(headers, dict):
+                for header in headers:
+                    if str(header).lower() in SECRET_HEADERS:
+                        raise ValueError(
+                            f"header '{header}' would put a credential in the config: remove it "
+                            "and use credentials.secretRef; the family decides how it is sent"
+                        )
+        return data
+
+
+class ModuleSpec(_Spec):
+    """One stage of a pipeline: a `type` and the configuration member of the same name."""
+
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)] | None = Field(
+        default=None, description="Name used in metrics and errors; defaults to the type."
+    )
+    type: Literal["provider"] = Field(description="Module type.")
+    provider: ProviderSpec | None = Field(default=None, description="Set when type is provider.")
+
+    @model_validator(mode="after")
+    def _member_matches_type(self) -> ModuleSpec:
+        if getattr(self, self.type) is None:
+            raise ValueError(f"type is '{self.type}' but the '{self.type}' member is missing")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.type
+
+
+class PipelineSpec(_Spec):
+    """An ordered chain of modules ending in a provider."""
+
+    description: str | None = Field(default=None, description="Free text for humans.")
+    modules: list[ModuleSpec] = Field(min_length=1, description="Modules, first to last.")
+
+
+class RouteMatch(_Spec):
+    """Which requests a Route takes. All given conditions must hold."""
+
+    models: list[str] = Field(
+        min_length=1,
+        description="Model names: exact, globs (gpt-4*), or 're:<regex>' (full match).",
+    )
+    protocols: list[ClientProtocol] | None = Field(
+        default=None, description="Client protocols; default: every protocol the pipeline serves."
+    )
+    path_prefix: str | None = Field(
+        default=None,
+        pattern=r"^/[A-Za-z0-9._~\-/]*[A-Za-z0-9._~\-]$",
+        description="Front-door prefix, e.g. /team-a matches /team-a/v1/chat/completions.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Request headers that must be present with these values."
+    )
+
+
+class RouteSpec(_Spec):
+    """Send matching requests through a pipeline."""
+
+    match: RouteMatch = Field(description="Which requests this Route takes.")
+    priority: int = Field(
+        default=0, ge=-1000000, le=1000000, description="Higher wins; ties must not overlap."
+    )
+    pipeline: Name = Field(description="Pipeline in the same namespace that serves the traffic.")
+
+
+class Pipeline(BaseModel):
+    """A Pipeline custom resource."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+
+    api_version: Literal["vpipe.io/v1alpha1"] = GROUP_VERSION
+    kind: Literal["Pipeline"] = "Pipeline"
+    metadata: ObjectMeta
+    spec: PipelineSpec
+
+    @property
+    def ref(self) -> str:
+        return f"Pipeline/{self.metadata.namespace}/{self.metadata.name}"
+
+
+class Route(BaseModel):
+    """A Route custom resource."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+
+    api_version: Literal["vpipe.io/v1alpha1"] = GROUP_VERSION
+    kind: Literal["Route"] = "Route"
+    metadata: ObjectMeta
+    spec: RouteSpec
+
+    @property
+    def ref(self) -> str:
+        return f"Route/{self.metadata.namespace}/{self.metadata.name}"
