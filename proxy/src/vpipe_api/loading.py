@@ -29,7 +29,8 @@ class Resources:
 
     @property
     def namespaces(self) -> list[str]:
-        return sorted({r.metadata.namespace for r in (*self.pipelines, *self.routes)})
+        return sorted({p.metadata.namespace for p in self.pipelines}
+                      | {r.metadata.namespace for r in self.routes})
 
 
 def resource_files(paths: Iterable[Path]) -> list[Path]:

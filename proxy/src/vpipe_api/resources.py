@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from vpipe_api import GROUP_VERSION
 from vpipe_api.protocols import ClientProtocol, ProviderProtocol
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -182,7 +181,7 @@ class Pipeline(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
 
-    api_version: Literal["vpipe.io/v1alpha1"] = GROUP_VERSION
+    api_version: Literal["vpipe.io/v1alpha1"] = "vpipe.io/v1alpha1"
     kind: Literal["Pipeline"] = "Pipeline"
     metadata: ObjectMeta
     spec: PipelineSpec
@@ -197,7 +196,7 @@ class Route(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
 
-    api_version: Literal["vpipe.io/v1alpha1"] = GROUP_VERSION
+    api_version: Literal["vpipe.io/v1alpha1"] = "vpipe.io/v1alpha1"
     kind: Literal["Route"] = "Route"
     metadata: ObjectMeta
     spec: RouteSpec

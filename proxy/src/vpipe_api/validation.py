@@ -52,7 +52,7 @@ def validate(
 ) -> ValidatedResources:
     """Check one namespace's resources; raise `ConfigInvalid` listing every problem."""
     issues: list[Issue] = []
-    namespaces = {r.metadata.namespace for r in (*pipelines, *routes)}
+    namespaces = {p.metadata.namespace for p in pipelines} | {r.metadata.namespace for r in routes}
     if namespace is None:
         if len(namespaces) > 1:
             raise ConfigInvalid([Issue(

@@ -1,0 +1,1 @@
+"""The `vpipe` command: a thin dispatcher over vpipe_api (offline work) and vpipe_proxy (serve)."""

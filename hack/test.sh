@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, architecture contracts, then every test tier.
+# Extra arguments go to pytest (e.g. -k reload, tests/unit).
+source "$(dirname "$0")/lib/venv.sh"
+echo "== ruff"; ruff check .
+echo "== mypy --strict"; mypy
+echo "== import-linter"; lint-imports
+echo "== pytest"; python -m pytest "$@"

@@ -1,0 +1,71 @@
+"""The proxy's exception hierarchy.
+
+`ProxyError` carries the HTTP status and an error code, and renders itself in the caller's
+protocol, so every failure a client sees is a well-formed API error and never a traceback.
+Messages name the route, pipeline or module at fault and say what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class VpipeProxyError(Exception):
+    """Root of every error raised by `vpipe_proxy`."""
+
+
+class ConfigLoadError(VpipeProxyError):
+    """A config could not be turned into a runtime (bad document, missing secret, ...)."""
+
+
+# OpenAI's error `type` by status, as its SDK and clients expect to see them.
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "internal_error",
+    502: "upstream_error",
+    503: "service_unavailable_error",
+    504: "timeout_error",
+}
+
+
+class ProxyError(VpipeProxyError):
+    """An error answered to the client with `status`, a stable `code` and a helpful message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+    def openai_body(self) -> bytes:
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": _OPENAI_TYPES.get(self.status, "api_error"),
+            "param": self.param,
+            "code": self.code,
+        }
+        return orjson.dumps({"error": error})
+
+
+def bad_request(message: str, *, param: str | None = None, code: str = "invalid_request") -> ProxyError:
+    return ProxyError(400, code, message, param=param)

@@ -1,0 +1,225 @@
+"""The OpenAI-compatible client API: /v1/chat/completions, /v1/embeddings, /v1/models.
+
+Handlers only pump bytes: parse the body once, ask the router, run the chain, write the reply.
+Every failure is answered as an OpenAI-shaped error with the right status. Routes may carry a
+front-door path prefix (/team-a/v1/...), which the router matches against `pathPrefix`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from vpipe_proxy.errors import ProxyError, bad_request
+from vpipe_proxy.metrics import UNROUTED
+from vpipe_proxy.modules import Call, Reply
+from vpipe_proxy.routing import CompiledRoute
+from vpipe_proxy.runtime import Runtime
+from vpipe_proxy.state import STATE, ProxyState
+
+log = logging.getLogger(__name__)
+
+_JSON = "application/json"
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no"}
+
+
+def error_response(error: ProxyError) -> web.Response:
+    return web.Response(status=error.status, body=error.openai_body(), content_type=_JSON,
+                        headers=error.headers)
+
+
+async def _read_json(request: web.Request, limit: int) -> tuple[dict[str, Any], bytes]:
+    if request.content_length is not None and request.content_length > limit:
+        raise ProxyError(413, "request_too_large",
+                         f"Request body is {request.content_length} bytes; this proxy accepts "
+                         f"at most {limit} (VPIPE_MAX_BODY_BYTES). Send a smaller request.")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ProxyError(413, "request_too_large",
+                         f"Request body exceeds {limit} bytes (VPIPE_MAX_BODY_BYTES). Send a "
+                         "smaller request.") from None
+    if not raw:
+        raise bad_request("Request body is empty; send a JSON object such as "
+                          '{"model": "...", "messages": [...]}.')
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise bad_request(f"Request body is not valid JSON ({e}). Send a JSON object with "
+                          "Content-Type: application/json.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request(f"Request body must be a JSON object, got {type(body).__name__}.")
+    return body, raw
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise bad_request("'model' is required: name the model to call, e.g. "
+                          '{"model": "gpt-4o-mini", ...}. GET /v1/models lists them.',
+                          param="model", code="missing_model")
+    if not isinstance(model, str) or not model.strip():
+        raise bad_request(f"'model' must be a non-empty string, got {orjson.dumps(model).decode()}.",
+                          param="model", code="invalid_model")
+    return model
+
+
+def _check_chat(body: dict[str, Any]) -> bool:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' must be a non-empty array of {role, content} objects.",
+                          param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise bad_request(f"'messages[{i}]' must be an object with a string 'role'.",
+                              param=f"messages[{i}]")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise bad_request("'stream' must be true or false.", param="stream")
+    return bool(stream)
+
+
+def _check_embeddings(body: dict[str, Any]) -> bool:
+    if "input" not in body:
+        raise bad_request("'input' is required: a string or an array of strings to embed.",
+                          param="input")
+    return False
+
+
+_CHECKS = {"openai-chat": _check_chat, "openai-embeddings": _check_embeddings}
+
+
+async def _serve(request: web.Request, protocol: str, endpoint: str) -> web.StreamResponse:
+    state = request.app[STATE]
+    started = time.perf_counter()
+    runtime = state.reloader.current
+    if runtime is None:
+        return error_response(ProxyError(503, "not_ready", "The proxy has no valid config "
+                                         "loaded yet; see the admin port's /readyz."))
+    runtime.enter()
+    route: CompiledRoute | None = None
+    module = UNROUTED
+    status = 500
+    try:
+        body, raw = await _read_json(request, state.settings.max_body_bytes)
+        model = _model(body)
+        stream = _CHECKS[protocol](body)
+        prefix = request.match_info.get("prefix", "")
+        if prefix:
+            prefix = "/" + prefix
+        route = runtime.router.route(model, protocol, prefix, request.headers)
+        if route is None:
+            raise ProxyError(404, "model_not_found",
+                             runtime.router.no_route_message(model, protocol, prefix,
+                                                             request.headers), param="model")
+        chain = runtime.chains[route.pipeline]
+        module = chain.provider_name
+        call = Call(protocol=protocol, endpoint=endpoint, body=body, raw=raw, model=model,
+                    stream=stream, headers=request.headers, route=route.name,
+                    pipeline=route.pipeline)
+        reply = await chain.run(call)
+        status = reply.status
+        if reply.chunks is not None:
+            return await _write_stream(request, reply, route, state, started)
+        return web.Response(status=reply.status, body=reply.body,
+                            headers=_headers(reply, route, runtime))
+    except ProxyError as e:
+        status = e.status
+        if status >= 500 and route is not None:
+            state.metrics.upstream_error(route.pipeline, module, e.code)
+        return error_response(e)
+    finally:
+        runtime.exit()
+        state.metrics.request_done(
+            route.name if route else UNROUTED, route.pipeline if route else UNROUTED, module,
+            protocol, status, time.perf_counter() - started)
+
+
+def _headers(reply: Reply, route: CompiledRoute, runtime: Runtime) -> dict[str, str]:
+    headers = {"Content-Type": reply.content_type, "x-vpipe-route": route.name,
+               "x-vpipe-pipeline": route.pipeline}
+    if reply.headers:
+        headers.update(reply.headers)
+    return headers
+
+
+async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute,
+                        state: ProxyState, started: float) -> web.StreamResponse:
+    assert reply.chunks is not None
+    response = web.StreamResponse(
+        status=reply.status,
+        headers={**_SSE_HEADERS, "x-vpipe-route": route.name, "x-vpipe-pipeline": route.pipeline},
+    )
+    chunks = reply.chunks
+    try:
+        await response.prepare(request)
+        first = True
+        try:
+            async for chunk in chunks:
+                if first:
+                    state.metrics.stream_first_chunk(route.name, route.pipeline,
+                                                     time.perf_counter() - started)
+                    first = False
+                await response.write(chunk)
+        except ProxyError as e:
+            # Headers are gone already: tell the client in-band, the way OpenAI streams do.
+            log.warning("stream on route %s failed: %s", route.name, e.message)
+            await response.write(b"data: " + e.openai_body() + b"\n\n")
+        await response.write_eof()
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        if reply.release is not None:
+            reply.release()
+    return response
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, "openai-chat", "/chat/completions")
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, "openai-embeddings", "/embeddings")
+
+
+async def models(request: web.Request) -> web.Response:
+    """Models the routes accept: exact names as model objects, patterns listed beside them."""
+    runtime = request.app[STATE].reloader.current
+    if runtime is None:
+        return error_response(ProxyError(503, "not_ready", "No valid config loaded yet."))
+    data, patterns = [], []
+    seen: set[str] = set()
+    created = int(runtime.loaded_at)
+    for route in runtime.router.routes:
+        for pattern in route.patterns:
+            if pattern.kind == "exact":
+                if pattern.source not in seen:
+                    seen.add(pattern.source)
+                    data.append({"id": pattern.source, "object": "model", "created": created,
+                                 "owned_by": f"vpipe:{route.pipeline}"})
+            else:
+                patterns.append({"pattern": pattern.source, "route": route.name,
+                                 "pipeline": route.pipeline})
+    return web.json_response({"object": "list", "data": data, "patterns": patterns},
+                             dumps=lambda v: orjson.dumps(v).decode())
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return error_response(ProxyError(
+        404, "unknown_endpoint",
+        f"{request.method} {request.path} is not an endpoint of this proxy; it serves "
+        "POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models."))
+
+
+def add_routes(app: web.Application) -> None:
+    for prefix in ("", "/{prefix:.+?}"):
+        app.router.add_post(prefix + "/v1/chat/completions", chat_completions)
+        app.router.add_post(prefix + "/v1/embeddings", embeddings)
+        app.router.add_get(prefix + "/v1/models", models)
+    app.router.add_route("*", "/{tail:.*}", not_found)

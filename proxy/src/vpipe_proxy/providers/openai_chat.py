@@ -1,0 +1,190 @@
+"""The `openai-chat` provider: any OpenAI-compatible HTTP API, over pooled keep-alive connections.
+
+The client's bytes are forwarded untouched unless the model name is mapped, and streams are
+passed through chunk by chunk. Upstream failures become ProxyErrors with the upstream status and
+a short reason; the credential is only ever placed in the outgoing request header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
+
+import orjson
+
+from vpipe_api.document import ProviderConfig
+from vpipe_api.protocols import provider_accepts
+from vpipe_proxy import upstream_client
+from vpipe_proxy.credentials import resolve_secret
+from vpipe_proxy.errors import ConfigLoadError, ProxyError
+from vpipe_proxy.modules import Call, Health, Reply
+
+# Upstream statuses that are about the client's request: the client sees them as they are.
+_PASS_THROUGH = frozenset({400, 404, 409, 413, 415, 422, 429})
+_FORWARDED_CLIENT_HEADERS = ("x-request-id", "openai-organization", "openai-project")
+_USER_AGENT = ("user-agent", "vpipe")
+
+
+class OpenAIChatProvider:
+    """Calls an OpenAI-compatible upstream for chat completions and embeddings."""
+
+    def __init__(
+        self,
+        key: str,
+        config: ProviderConfig,
+        *,
+        secrets_dir: str,
+        environ: Mapping[str, str],
+        warm_connections: int = 1,
+    ) -> None:
+        if config.base_url is None:
+            raise ConfigLoadError(f"provider {key}: family {config.family} needs a baseUrl")
+        self.key = key
+        self.config = config
+        self.accepts = provider_accepts(config.protocol)
+        self.health = Health(detail={"family": config.family, "baseUrl": config.base_url})
+        self._secrets_dir = secrets_dir
+        self._environ = environ
+        self._warm = warm_connections
+        self._where = f"{config.family} upstream {urlsplit(config.base_url).netloc}"
+        t = config.timeouts
+        self._pool = upstream_client.UpstreamPool(
+            config.base_url,
+            max_connections=config.max_connections,
+            timeouts=upstream_client.Timeouts(connect=t.connect, first_byte=t.first_byte,
+                                              total=t.total),
+        )
+        self._headers: list[tuple[str, str]] = []
+
+    async def start(self) -> None:
+        headers = [("content-type", "application/json"), _USER_AGENT]
+        if self.config.credentials is not None:
+            secret = resolve_secret(self.config.credentials, self._secrets_dir, self._environ)
+            headers.append(_auth_header(self.config.auth, secret))
+        headers += list(self.config.headers.items())
+        self._headers = headers
+        if self._warm:
+            try:
+                await self._pool.warm(self._warm)
+            except upstream_client.UpstreamError as e:
+                raise ConfigLoadError(
+                    f"provider {self.key}: warm-up failed: {e} (set VPIPE_WARM_CONNECTIONS=0 "
+                    "to start without a reachable upstream)"
+                ) from e
+        self.health.detail["pool"] = self._pool.stats()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def call(self, call: Call) -> Reply:
+        body = call.raw
+        mapped = self.config.model_map.get(call.model)
+        if mapped is not None or not body:
+            call.body["model"] = mapped or call.model
+            body = orjson.dumps(call.body)
+        headers = self._headers
+        forwarded = [(h, v) for h in _FORWARDED_CLIENT_HEADERS if (v := call.headers.get(h))]
+        if forwarded:
+            headers = headers + forwarded
+        try:
+            response = await self._pool.request("POST", call.endpoint, headers, body)
+        except upstream_client.UpstreamError as e:
+            raise self._failure(e, call) from e
+        if response.status != 200:
+            return await self._error_reply(response, call)
+        content_type = response.header("content-type") or "application/json"
+        if call.stream and content_type.startswith("text/event-stream"):
+            self.health.record(True)
+            return Reply(200, chunks=self._relay(response, call), content_type=content_type,
+                         release=response.release)
+        try:
+            data = await response.read()
+        except upstream_client.UpstreamError as e:
+            response.release()
+            raise self._failure(e, call) from e
+        response.release()
+        self.health.record(True)
+        return Reply(200, body=data, content_type=content_type)
+
+    async def _relay(
+        self, response: upstream_client.UpstreamResponse, call: Call
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.iter_chunks():
+                yield chunk
+        except upstream_client.UpstreamError as e:
+            raise self._failure(e, call) from e
+        finally:
+            response.release()
+
+    async def _error_reply(self, response: upstream_client.UpstreamResponse, call: Call) -> Reply:
+        try:
+            data = await response.read()
+        except upstream_client.UpstreamError:
+            data = b""
+        finally:
+            response.release()
+        status = response.status
+        if status in _PASS_THROUGH:
+            self.health.record(True)
+            headers = {"x-vpipe-upstream-status": str(status)}
+            if (retry := response.header("retry-after")) is not None:
+                headers["retry-after"] = retry
+            if _is_openai_error(data):
+                return Reply(status, body=data, headers=headers)
+            raise ProxyError(status, "upstream_rejected",
+                             f"{self._where} answered {status}: {_reason(data)}", headers=headers)
+        self.health.record(False, f"HTTP {status}")
+        if status in (401, 403):
+            message = (f"{self._where} rejected the proxy's credentials ({status}) for pipeline "
+                       f"'{call.pipeline}': check the Secret its credentials.secretRef names")
+        else:
+            message = (f"{self._where} failed with {status} for pipeline '{call.pipeline}': "
+                       f"{_reason(data)}")
+        raise ProxyError(502, "upstream_error", message,
+                         headers={"x-vpipe-upstream-status": str(status)})
+
+    def _failure(self, error: upstream_client.UpstreamError, call: Call) -> ProxyError:
+        self.health.record(False, type(error).__name__)
+        context = f"pipeline '{call.pipeline}', {self._where}"
+        if isinstance(error, upstream_client.UpstreamTimeout):
+            limit = {"first_byte": "timeouts.firstByte", "total": "timeouts.total"}[error.phase]
+            return ProxyError(504, "upstream_timeout",
+                              f"{context}: {error} (raise the provider's {limit} if the model "
+                              "is slow)")
+        if isinstance(error, upstream_client.UpstreamConnectError):
+            if error.timeout:
+                return ProxyError(504, "upstream_connect_timeout", f"{context}: {error}")
+            return ProxyError(502, "upstream_unreachable", f"{context}: {error}")
+        return ProxyError(502, "upstream_protocol_error", f"{context}: {error}")
+
+
+def _auth_header(scheme: str, secret: str) -> tuple[str, str]:
+    if scheme == "bearer":
+        return ("authorization", f"Bearer {secret}")
+    if scheme in ("api-key", "x-api-key"):
+        return (scheme, secret)
+    raise ConfigLoadError(f"unknown auth scheme {scheme!r}")
+
+
+def _is_openai_error(data: bytes) -> bool:
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
+
+
+def _reason(data: bytes, limit: int = 200) -> str:
+    """A short reason from an upstream error body, never the whole payload."""
+    try:
+        parsed = orjson.loads(data)
+        if isinstance(parsed, dict):
+            error = parsed.get("error")
+            message = error.get("message") if isinstance(error, dict) else error
+            if message:
+                data = str(message).encode()
+    except orjson.JSONDecodeError:
+        pass
+    text = data.decode("utf-8", "replace").strip() or "empty body"
+    return text if len(text) <= limit else text[:limit] + "..."

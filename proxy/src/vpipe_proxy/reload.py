@@ -1,0 +1,129 @@
+"""Atomic reload: load -> validate -> build and warm -> swap one reference -> drain the old.
+
+A config that fails at any step is rejected and the last good runtime keeps serving; the
+rejection is logged, counted and shown on /readyz. Requests in flight finish on the runtime
+they started on; its instances that the new config no longer uses close after it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vpipe_api.errors import VpipeApiError
+from vpipe_proxy.errors import VpipeProxyError
+from vpipe_proxy.metrics import Metrics
+from vpipe_proxy.pool import InstancePool
+from vpipe_proxy.runtime import Runtime
+from vpipe_proxy.sources import ConfigSource, Fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReloadStatus:
+    """What /readyz reports about the last attempt."""
+
+    ok: bool = False
+    revision: str | None = None
+    error: str | None = None
+    at: float = 0.0
+    duration_ms: float = 0.0
+    attempts: int = 0
+    failures: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "revision": self.revision, "error": self.error, "at": self.at,
+                "durationMs": round(self.duration_ms, 3), "attempts": self.attempts,
+                "failures": self.failures}
+
+
+@dataclass
+class Reloader:
+    """Keeps `current` pointing at the newest good runtime of a config source."""
+
+    source: ConfigSource
+    pool: InstancePool
+    metrics: Metrics
+    drain_timeout: float = 600.0
+    current: Runtime | None = None
+    status: ReloadStatus = field(default_factory=ReloadStatus)
+    _fingerprint: Fingerprint | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _draining: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def reload(self) -> bool:
+        """Load the source now; True when a new runtime was swapped in."""
+        async with self._lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
+        started = time.perf_counter()
+        self._fingerprint = self.source.fingerprint()
+        self.status.attempts += 1
+        try:
+            document = self.source.load()
+            if self.current is not None and document.revision == self.current.revision:
+                self._record(True, document.revision, None, started)
+                return False
+            runtime = await self.pool.build(document)
+        except (VpipeApiError, VpipeProxyError) as e:
+            self._record(False, None, str(e), started)
+            log.error("config from %s rejected, keeping revision %s: %s",
+                      self.source.description,
+                      self.current.revision if self.current else "none", e)
+            return False
+        old, self.current = self.current, runtime
+        self.metrics.config_loaded(runtime.revision, len(self.pool.live))
+        self._record(True, runtime.revision, None, started)
+        log.info("loaded config revision %s from %s (%d routes, %d instances) in %.1f ms",
+                 runtime.revision, self.source.description, len(runtime.router.routes),
+                 len(runtime.instance_keys), self.status.duration_ms)
+        if old is not None:
+            task = asyncio.create_task(self._retire(old))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
+        return True
+
+    def _record(self, ok: bool, revision: str | None, error: str | None, started: float) -> None:
+        self.status.ok = ok
+        self.status.error = error
+        if revision is not None:
+            self.status.revision = revision
+        self.status.at = time.time()
+        self.status.duration_ms = (time.perf_counter() - started) * 1000
+        if not ok:
+            self.status.failures += 1
+        self.metrics.reload_result(ok)
+
+    async def _retire(self, old: Runtime) -> None:
+        try:
+            await asyncio.wait_for(old.drained(), self.drain_timeout)
+        except TimeoutError:
+            log.warning("revision %s still had %d requests after %.0f s; closing its instances",
+                        old.revision, old.in_flight, self.drain_timeout)
+        await self.pool.retire(old)
+        self.metrics.config_loaded(self.current.revision if self.current else "", len(self.pool.live))
+
+    async def watch(self, interval: float) -> None:
+        """Poll the source's fingerprint and reload when it moves; runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                changed = self.source.fingerprint() != self._fingerprint
+            except OSError as e:
+                log.warning("cannot check %s: %s", self.source.description, e)
+                continue
+            if changed:
+                await self.reload()
+
+    async def close(self) -> None:
+        for task in list(self._draining):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.pool.close()

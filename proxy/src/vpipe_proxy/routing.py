@@ -1,0 +1,140 @@
+"""The router: which Route takes a request, decided from precompiled routes.
+
+Model patterns are compiled once per config. Exact names sit in a dict; the candidate list for
+each model name seen (routes whose patterns match, in priority order) is cached, so a decision
+is a dict lookup plus a few set/prefix checks however many routes exist. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from vpipe_api.document import RouteDoc
+from vpipe_api.patterns import ModelPattern, compile_pattern
+
+_CACHE_LIMIT: Final = 10_000  # distinct model names remembered; cleared when full
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRoute:
+    name: str
+    priority: int
+    pipeline: str
+    patterns: tuple[ModelPattern, ...]
+    protocols: frozenset[str]
+    path_prefix: str | None
+    headers: tuple[tuple[str, str], ...]
+
+    def refusal(self, protocol: str, prefix: str, headers: Mapping[str, str]) -> str | None:
+        """Why this route does not take a request its model patterns matched, or None."""
+        if protocol not in self.protocols:
+            return f"takes protocols {', '.join(sorted(self.protocols))}, not {protocol}"
+        if self.path_prefix is not None and not (
+            prefix == self.path_prefix or prefix.startswith(self.path_prefix + "/")
+        ):
+            return f"needs path prefix {self.path_prefix} (request had {prefix or 'none'})"
+        for name, value in self.headers:
+            if headers.get(name) != value:
+                return f"needs header {name}: {value}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One line of an explanation: did this route take the request, and if not, why."""
+
+    route: str
+    pipeline: str
+    priority: int
+    matched: bool
+    reason: str
+
+
+class Router:
+    """Routes in priority order, compiled for fast decisions."""
+
+    def __init__(self, routes: Sequence[RouteDoc]) -> None:
+        self.routes: tuple[CompiledRoute, ...] = tuple(
+            CompiledRoute(
+                name=r.name,
+                priority=r.priority,
+                pipeline=r.pipeline,
+                patterns=tuple(compile_pattern(p) for p in r.models),
+                protocols=frozenset(r.protocols),
+                path_prefix=r.path_prefix,
+                headers=tuple(sorted(r.headers.items())),
+            )
+            for r in sorted(routes, key=lambda r: (-r.priority, r.name))
+        )
+        self._exact: dict[str, list[int]] = {}
+        self._fuzzy: list[tuple[int, ModelPattern]] = []
+        for index, route in enumerate(self.routes):
+            for pattern in route.patterns:
+                if pattern.kind == "exact":
+                    self._exact.setdefault(pattern.source, []).append(index)
+                else:
+                    self._fuzzy.append((index, pattern))
+        self._cache: dict[str, tuple[CompiledRoute, ...]] = {}
+
+    def candidates(self, model: str) -> tuple[CompiledRoute, ...]:
+        """Routes whose model patterns match `model`, highest priority first."""
+        found = self._cache.get(model)
+        if found is None:
+            indices = set(self._exact.get(model, ()))
+            indices.update(i for i, pattern in self._fuzzy if pattern.matches(model))
+            found = tuple(self.routes[i] for i in sorted(indices))
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[model] = found
+        return found
+
+    def route(
+        self, model: str, protocol: str, prefix: str, headers: Mapping[str, str]
+    ) -> CompiledRoute | None:
+        """The route that takes the request, or None (the caller answers 404)."""
+        for route in self.candidates(model):
+            if route.refusal(protocol, prefix, headers) is None:
+                return route
+        return None
+
+    def explain(
+        self, model: str, protocol: str, prefix: str = "", headers: Mapping[str, str] | None = None
+    ) -> list[Verdict]:
+        """Every route's verdict on a request, in the order the router tries them."""
+        headers = headers or {}
+        matching = {r.name for r in self.candidates(model)}
+        chosen = self.route(model, protocol, prefix, headers)
+        verdicts = []
+        for route in self.routes:
+            if route.name not in matching:
+                reason = "model matches none of " + ", ".join(p.source for p in route.patterns)
+            elif route is chosen:
+                reason = "selected"
+            else:
+                reason = route.refusal(protocol, prefix, headers) or (
+                    f"a higher-priority route ('{chosen.name}') was selected" if chosen else ""
+                )
+            verdicts.append(Verdict(route.name, route.pipeline, route.priority,
+                                    route is chosen, reason))
+        return verdicts
+
+    def no_route_message(
+        self, model: str, protocol: str, prefix: str, headers: Mapping[str, str]
+    ) -> str:
+        """A 404 message naming the model and what the routes look for."""
+        where = f"model '{model}' (protocol {protocol}"
+        where += f", path prefix {prefix})" if prefix else ")"
+        near = [
+            f"route '{r.name}' {r.refusal(protocol, prefix, headers)}"
+            for r in self.candidates(model)
+        ]
+        if near:
+            return f"No route takes {where}: " + "; ".join(near[:5]) + "."
+        patterns = list(dict.fromkeys(p.source for r in self.routes for p in r.patterns))
+        if not patterns:
+            return f"No route takes {where}: no Routes are configured in this namespace."
+        shown = ", ".join(patterns[:20]) + (" ..." if len(patterns) > 20 else "")
+        return (f"No route takes {where}. Routes accept models: {shown}. Use one of these "
+                "names or add a Route for this model.")

@@ -1,0 +1,61 @@
+"""Process settings: one frozen object, built once from an environ mapping, passed explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from vpipe_proxy.errors import VpipeProxyError
+
+
+class SettingsError(VpipeProxyError):
+    """An environment variable holds a value the proxy cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the proxy process. Field docs give unit and default."""
+
+    host: str = "127.0.0.1"
+    """Address the client and admin ports bind to (VPIPE_HOST). Sidecars keep loopback."""
+    port: int = 8080
+    """Client API port (VPIPE_PORT)."""
+    admin_port: int = 9090
+    """Admin port: /metrics, /healthz, /readyz, /debug (VPIPE_ADMIN_PORT)."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body accepted, bytes (VPIPE_MAX_BODY_BYTES); larger gets 413."""
+    secrets_dir: str = "/var/run/vpipe/secrets"
+    """Where Secrets are mounted as <dir>/<secret>/<key> (VPIPE_SECRETS_DIR)."""
+    poll_interval: float = 1.0
+    """Seconds between checks of the config source for changes (VPIPE_POLL_INTERVAL)."""
+    drain_timeout: float = 600.0
+    """Seconds a replaced runtime may keep serving in-flight requests before its instances are
+    closed anyway (VPIPE_DRAIN_TIMEOUT); bounds streams that never end."""
+    shutdown_timeout: float = 30.0
+    """Seconds to let in-flight requests finish on SIGTERM (VPIPE_SHUTDOWN_TIMEOUT)."""
+    warm_connections: int = 1
+    """Upstream connections each provider opens before ready (VPIPE_WARM_CONNECTIONS); 0 skips
+    warm-up, for upstreams that are not reachable at start."""
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Read VPIPE_* variables; explicit overrides (CLI flags) win."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = f"VPIPE_{f.name.upper()}"
+            if var not in environ:
+                continue
+            raw = environ[var]
+            kind = type(getattr(cls, f.name))
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(
+                    f"Invalid {var}={raw!r}. Needs to be a {kind.__name__}."
+                ) from None
+            if kind in (int, float) and value < 0:
+                raise SettingsError(f"Invalid {var}={raw!r}. Needs to be zero or more.")
+            values[f.name] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)

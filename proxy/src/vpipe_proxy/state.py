@@ -1,0 +1,21 @@
+"""Typed application state shared by the client and admin apps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from vpipe_proxy.metrics import Metrics
+from vpipe_proxy.reload import Reloader
+from vpipe_proxy.settings import Settings
+
+
+@dataclass
+class ProxyState:
+    settings: Settings
+    reloader: Reloader
+    metrics: Metrics
+
+
+STATE = web.AppKey("vpipe_state", ProxyState)

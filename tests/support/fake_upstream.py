@@ -1,0 +1,114 @@
+"""A fake OpenAI-compatible upstream whose behaviour is chosen by the model name.
+
+The proxy forwards the model name, so a test picks the upstream's behaviour per request:
+
+- any other name: a normal completion (`fake says: <last user text>`), streamed in 3 chunks
+- `status-<code>`: answer that HTTP status with an OpenAI-shaped error body
+- `status-<code>-text`: the same status with a plain-text body
+- `slow-<seconds>`: wait before sending headers
+- `drop-<n>`: stream n chunks, then cut the connection mid-stream
+- `stall-<n>`: stream n chunks, then hang until the client goes away
+Every request is recorded (path, headers, JSON body) for assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeUpstream:
+    requests: list[Seen] = field(default_factory=list)
+    streams_cancelled: int = 0
+    stream_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        return app
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(Seen(request.path, dict(request.headers), body))
+        return web.json_response({
+            "object": "list", "model": body["model"],
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5, 0.25]}],
+            "usage": {"prompt_tokens": 2, "total_tokens": 2},
+        })
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(Seen(request.path, dict(request.headers), body))
+        model: str = body["model"]
+        kind, _, arg = model.partition("-")
+        if kind == "status":
+            code, _, style = arg.partition("-")
+            if style == "text":
+                return web.Response(status=int(code), text="upstream exploded")
+            return web.json_response(
+                {"error": {"message": f"fake upstream says {code}", "type": "fake_error",
+                           "param": None, "code": f"fake_{code}"}},
+                status=int(code), headers={"retry-after": "7"} if code == "429" else None)
+        if kind == "slow":
+            await asyncio.sleep(float(arg))
+        text = _last_user_text(body)
+        if not body.get("stream"):
+            return web.json_response(_completion(model, f"fake says: {text}"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        words = ["fake", " says:", f" {text}"]
+        limit = int(arg) if kind in ("drop", "stall") else len(words)
+        try:
+            for word in words[:limit]:
+                await response.write(_chunk(model, {"content": word}))
+                await asyncio.sleep(0)
+            if kind == "drop":
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            if kind == "stall":
+                await asyncio.sleep(3600)
+            await response.write(_chunk(model, {}, "stop"))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.streams_cancelled += 1
+            self.stream_cancelled.set()
+            raise
+        return response
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return ""
+
+
+def _completion(model: str, text: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                     "message": {"role": "assistant", "content": text, "refusal": None}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+    }
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    return b"data: " + orjson.dumps(data) + b"\n\n"
