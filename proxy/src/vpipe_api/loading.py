@@ -109,8 +109,8 @@ def _add(doc: Any, where: str, resources: Resources, issues: list[Issue]) -> Non
     else:
         issues.append(Issue(where, "kind", f"unknown kind {kind!r}; vpipe.io has Pipeline and Route"))
         return
-    name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc.get("metadata"), dict) else "?"
-    label = f"{kind}/{(doc.get('metadata') or {}).get('namespace', 'default')}/{name} ({where})"
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    label = f"{kind}/{meta.get('namespace', 'default')}/{meta.get('name', '?')} ({where})"
     try:
         parsed = model.model_validate(doc)
     except ValidationError as e:

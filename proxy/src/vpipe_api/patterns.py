@@ -64,7 +64,7 @@ def compile_pattern(source: str) -> ModelPattern:
             ) from e
     if not _GLOB_CHARS.intersection(source):
         return ModelPattern(source, "exact", None)
-    if source.count("[") != source.count("]"):
+    if _has_unclosed_class(source):
         raise PatternError(
             f"model glob {source!r} has an unclosed '[' character class; close it, or use "
             "'re:' for a regular expression"
@@ -84,3 +84,22 @@ def may_overlap(a: ModelPattern, b: ModelPattern) -> bool:
         return True
     pa, pb = a.literal_prefix, b.literal_prefix
     return pa.startswith(pb) or pb.startswith(pa)
+
+
+def _has_unclosed_class(glob: str) -> bool:
+    """fnmatch's rule: '[' opens a class closed by a later ']' ('[]...]' and '[!]...]' too)."""
+    i, n = 0, len(glob)
+    while i < n:
+        if glob[i] == "[":
+            j = i + 1
+            if j < n and glob[j] == "!":
+                j += 1
+            if j < n and glob[j] == "]":
+                j += 1
+            while j < n and glob[j] != "]":
+                j += 1
+            if j >= n:
+                return True
+            i = j
+        i += 1
+    return False

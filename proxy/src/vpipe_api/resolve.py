@@ -49,16 +49,12 @@ def resolve_provider(
         bad("baseUrl", f"family '{family.name}' has no default endpoint; set baseUrl "
             "(e.g. https://HOST/v1)")
     else:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            bad("baseUrl", f"'{base_url}' is not an http(s) URL with a host; write it like "
-                "https://api.example.com/v1")
-        elif parts.query or parts.fragment:
-            bad("baseUrl", f"'{base_url}' must not carry a query or fragment")
-        elif parts.username or parts.password:
-            bad("baseUrl", "credentials in the URL are not allowed; use credentials.secretRef")
+        problem = _url_problem(base_url)
+        if problem:
+            bad("baseUrl", problem)
         else:
             base_url = base_url.rstrip("/")
+
 
     credentials = spec.credentials
     if family.credentials == "required" and credentials is None:
@@ -89,3 +85,19 @@ def resolve_provider(
         max_connections=spec.max_connections or DEFAULT_MAX_CONNECTIONS,
     )
     return config, []
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with an upstream base URL, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as e:
+        return f"'{url}' is not a valid URL ({e}); write it like https://api.example.com/v1"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"'{url}' is not an http(s) URL with a host; write it like https://api.example.com/v1"
+    if parts.query or parts.fragment:
+        return f"'{url}' must not carry a query or fragment"
+    if parts.username or parts.password:
+        return "credentials in the URL are not allowed; use credentials.secretRef"
+    return None

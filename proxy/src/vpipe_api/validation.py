@@ -77,6 +77,8 @@ def validate(
     resolved_routes: list[ResolvedRoute] = []
     compiled: dict[str, list[ModelPattern]] = {}
     for route in routes:
+        if route.metadata.name in compiled:
+            continue  # a duplicate: reported above, and its copy must not be tie-checked
         patterns, found = _compile_patterns(route)
         issues += found
         compiled[route.metadata.name] = patterns
@@ -224,7 +226,7 @@ def _conditions_overlap(a: ResolvedRoute, b: ResolvedRoute) -> bool:
     if not set(a.protocols) & set(b.protocols):
         return False
     pa, pb = a.route.spec.match.path_prefix, b.route.spec.match.path_prefix
-    if pa and pb and not (pa.startswith(pb) or pb.startswith(pa)):
+    if pa and pb and not (pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/")):
         return False
     ha = {k.lower(): v for k, v in a.route.spec.match.headers.items()}
     hb = {k.lower(): v for k, v in b.route.spec.match.headers.items()}
