@@ -109,7 +109,8 @@ def _add(doc: Any, where: str, resources: Resources, issues: list[Issue]) -> Non
     else:
         issues.append(Issue(where, "kind", f"unknown kind {kind!r}; vpipe.io has Pipeline and Route"))
         return
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    raw_meta = doc.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     label = f"{kind}/{meta.get('namespace', 'default')}/{meta.get('name', '?')} ({where})"
     try:
         parsed = model.model_validate(doc)

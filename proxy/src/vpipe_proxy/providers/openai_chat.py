@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
+import vpipe_proxy.upstream_client as upstream_client
 from vpipe_api.document import ProviderConfig
 from vpipe_api.protocols import provider_accepts
-from vpipe_proxy import upstream_client
 from vpipe_proxy.credentials import resolve_secret
 from vpipe_proxy.errors import ConfigLoadError, ProxyError
 from vpipe_proxy.modules import Call, Health, Reply
