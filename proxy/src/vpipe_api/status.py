@@ -1,0 +1,43 @@
+"""Status of Pipeline and Route resources as the operator writes it (and the CRDs describe it).
+
+Conditions follow the Kubernetes convention (type, status, reason, message, observedGeneration,
+lastTransitionTime) so `kubectl wait --for=condition=Ready` and Argo CD health checks work.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+ConditionType = Literal["Validated", "Ready"]
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+
+class Condition(_Status):
+    """One aspect of a resource's state."""
+
+    type: ConditionType = Field(description="Validated: the spec passed prerun validation. "
+                                "Ready: it is part of the config the namespace's proxies load.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason, e.g. PipelineNotFound, ConfigTooLarge.")
+    message: str = Field(description="What is wrong and how to fix it, or what is fine.")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation this condition was computed from.")
+    last_transition_time: str | None = Field(
+        default=None, description="RFC 3339 time the status last changed.")
+
+
+class ResourceStatus(_Status):
+    """Status shared by Pipelines and Routes."""
+
+    conditions: list[Condition] = Field(default_factory=list,
+                                        description="Validated and Ready conditions.")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the operator last processed.")
+    config_revision: str | None = Field(
+        default=None, description="Revision of the rendered config that includes this resource.")
