@@ -120,6 +120,13 @@ async def test_unknown_endpoint_is_404_listing_endpoints(proxy: ProxyServer) -> 
     assert "/v1/chat/completions" in payload["error"]["message"]
 
 
+async def test_wrong_method_is_405(proxy: ProxyServer) -> None:
+    async with aiohttp.ClientSession() as session, session.get(proxy.url + CHAT) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "POST"
+        assert "takes POST, not GET" in (await response.json())["error"]["message"]
+
+
 async def test_models_lists_exact_names_and_patterns(proxy: ProxyServer) -> None:
     async with AsyncOpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0) as client:
         models = await client.models.list()

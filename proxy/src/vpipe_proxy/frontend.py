@@ -210,7 +210,15 @@ async def models(request: web.Request) -> web.Response:
                              dumps=lambda v: orjson.dumps(v).decode())
 
 
+_METHODS = {"/v1/chat/completions": "POST", "/v1/embeddings": "POST", "/v1/models": "GET"}
+
+
 async def not_found(request: web.Request) -> web.Response:
+    for suffix, method in _METHODS.items():
+        if request.path.endswith(suffix):
+            return error_response(ProxyError(
+                405, "method_not_allowed", f"{request.path} takes {method}, not {request.method}.",
+                headers={"Allow": method}))
     return error_response(ProxyError(
         404, "unknown_endpoint",
         f"{request.method} {request.path} is not an endpoint of this proxy; it serves "
