@@ -127,7 +127,8 @@ def test_valid_config_resolves_pipelines_and_routes() -> None:
     assert isinstance(result, ValidatedResources)
     assert result.namespace == "default"
     assert list(result.pipelines) == ["p"]
-    assert result.pipelines["p"].accepts == frozenset({"openai-chat", "openai-embeddings"})
+    assert result.pipelines["p"].accepts == frozenset(
+        {"anthropic-messages", "openai-chat", "openai-embeddings"})
     assert [r.route.metadata.name for r in result.routes] == ["r"]
 
 
@@ -433,14 +434,14 @@ def test_every_bad_pattern_of_a_route_is_reported() -> None:
 
 
 def test_protocol_guard_names_pipeline_and_module() -> None:
-    routes = [route("r", ["m"], protocols=["openai-chat", "anthropic-messages"])]
+    routes = [route("r", ["m"], protocols=["openai-chat", "openai-responses"])]
     issue = only_issue([pipe("p", module(MOCK, "fake"))], routes)
     assert issue.resource == "Route/default/r"
     assert issue.field == "spec.match.protocols[1]"
-    assert "client protocol 'anthropic-messages' cannot flow through Pipeline 'p'" in issue.message
+    assert "client protocol 'openai-responses' cannot flow through Pipeline 'p'" in issue.message
     assert "module 'fake' (protocol openai-chat)" in issue.message
-    assert "accepts only openai-chat, openai-embeddings" in issue.message
-    assert "remove 'anthropic-messages' here" in issue.message
+    assert "accepts only anthropic-messages, openai-chat, openai-embeddings" in issue.message
+    assert "remove 'openai-responses' here" in issue.message
 
 
 def test_protocol_guard_accepts_served_protocols() -> None:
@@ -450,7 +451,7 @@ def test_protocol_guard_accepts_served_protocols() -> None:
 
 def test_route_protocols_default_to_what_the_pipeline_accepts() -> None:
     result = validate([pipe("p")], [route("r", ["m"])])
-    assert result.routes[0].protocols == ("openai-chat", "openai-embeddings")
+    assert result.routes[0].protocols == ("anthropic-messages", "openai-chat", "openai-embeddings")
 
 
 def test_unknown_client_protocol_is_a_schema_error() -> None:

@@ -2,10 +2,12 @@
 
 Covers GET/POST with Content-Length, the path prefix and request framing; chunked,
 read-until-close and HEAD responses; keep-alive reuse; the max_connections cap and waiting for a
-slot; idle connections closed by the server (detected, and the one allowed stale retry, which a
-fresh connection never gets); Connection: close; connect refused / connect timeout; first-byte
-and total timeouts; drops mid-body and mid-stream; malformed responses; incremental SSE
-streaming; cancellation while waiting for a slot, for headers and mid-stream; flow control; and
+slot (bounded by the total timeout); idle connections closed by the server (detected, and the
+one allowed stale retry, which a fresh connection never gets); Connection: close; TLS with a
+trusted and an untrusted certificate; connect refused, DNS failure and connect timeout;
+first-byte and total timeouts (also for an endless stream nobody waits on); drops mid-body and
+mid-stream; malformed responses; header injection; incremental SSE streaming; cancellation
+while waiting for a slot, for headers, during read() and mid-stream; flow control; and
 release/close semantics. Servers are aiohttp apps or raw asyncio servers on 127.0.0.1 where
 misbehaviour is needed; nothing depends on wall-clock speed except short timeouts that a silent
 server makes deterministic.
@@ -15,8 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -76,7 +82,7 @@ class Harness:
         self.app_servers.append(server)
         return f"http://127.0.0.1:{server.port}{prefix}"
 
-    async def raw(self, handler: RawHandler) -> str:
+    async def raw(self, handler: RawHandler, tls: ssl.SSLContext | None = None) -> str:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
@@ -90,10 +96,10 @@ class Harness:
                 writer.close()
                 self.raw_tasks.discard(task)
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
         self.raw_servers.append(server)
         port = server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/v1"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1"
 
     async def close(self) -> None:
         for pool in self.pools:
@@ -135,6 +141,27 @@ def echo_app() -> web.Application:
     app.router.add_get("/v1/hello", hello)
     app.router.add_post("/v1/echo", echo)
     return app
+
+
+async def keep_alive_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while await read_request(reader) is not None:
+        writer.write(ok())
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A self-signed certificate for 127.0.0.1 (cert and key in one PEM file)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    pem = tmp_path_factory.mktemp("tls") / "server.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(pem), "-out", str(pem)],
+        check=True, capture_output=True,
+    )
+    return pem
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
@@ -390,6 +417,49 @@ async def test_waiting_for_a_slot_then_cancelled_does_not_leak(h: Harness) -> No
 # -- failures ---------------------------------------------------------------------------------
 
 
+async def test_tls_with_trusted_certificate(h: Harness, certificate: Path) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(certificate)
+    url = await h.raw(keep_alive_server, tls=server_ctx)
+    pool = h.pool(url, ssl_context=ssl.create_default_context(cafile=str(certificate)))
+    for _ in range(3):
+        async with await pool.request("POST", "/chat/completions", [], b"{}") as r:
+            assert await r.read() == JSON
+    assert pool.stats()["opened_total"] == 1
+
+
+async def test_tls_untrusted_certificate_is_a_connect_error(
+    h: Harness, certificate: Path,
+) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(certificate)
+    url = await h.raw(keep_alive_server, tls=server_ctx)
+    pool = h.pool(url)  # the default context does not trust the self-signed certificate
+    with pytest.raises(UpstreamConnectError, match="CERTIFICATE_VERIFY_FAILED") as info:
+        await pool.request("GET", "/x", [], None)
+    assert info.value.timeout is False
+    assert pool.stats()["in_use"] == 0
+
+
+async def test_waiting_for_a_slot_is_bounded_by_total_timeout(h: Harness) -> None:
+    async def partial(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+        await reader.read()
+
+    pool = h.pool(await h.raw(partial), max_connections=1,
+                  timeouts=Timeouts(first_byte=5, total=0.2))
+    holder = await pool.request("GET", "/x", [], None)  # holds the only slot, body unread
+    with pytest.raises(UpstreamTimeout, match=r"no free connection .* \(all 1 in use\)") as info:
+        await pool.request("GET", "/x", [], None)
+    assert info.value.phase == "total"
+    assert pool.stats()["in_use"] == 1
+    with pytest.raises(UpstreamTimeout, match="total timeout"):
+        await holder.read()  # its own budget is spent as well
+    holder.release()
+    assert pool.stats()["in_use"] == 0
+
+
 async def test_connect_refused(h: Harness) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -401,6 +471,13 @@ async def test_connect_refused(h: Harness) -> None:
     with pytest.raises(UpstreamConnectError):
         await pool.warm(1)
     assert pool.stats() == {"idle": 0, "in_use": 0, "opened_total": 0, "max": 100}
+
+
+async def test_dns_failure_is_a_connect_error(h: Harness) -> None:
+    pool = h.pool("http://upstream.invalid/v1", timeouts=Timeouts(connect=1.0))
+    with pytest.raises(UpstreamConnectError, match=r"upstream\.invalid:80"):
+        await pool.request("GET", "/x", [], None)
+    assert pool.stats()["in_use"] == 0
 
 
 async def test_connect_timeout(h: Harness) -> None:
@@ -465,6 +542,23 @@ async def test_total_timeout_while_streaming(h: Harness) -> None:
     assert info.value.phase == "total"
     assert chunks == [b"data: 1\n\n"]
     response.release()
+    assert pool.stats()["in_use"] == 0
+
+
+async def test_total_timeout_bounds_an_endless_stream(h: Harness) -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"9\r\ndata: x\n\n\r\n" * 100)
+            await writer.drain()
+
+    pool = h.pool(await h.raw(endless), timeouts=Timeouts(first_byte=5, total=0.3))
+    async with await pool.request("POST", "/x", [], b"{}") as r:
+        with pytest.raises(UpstreamTimeout) as info:
+            async for _chunk in r.iter_chunks():
+                await asyncio.sleep(0.005)  # slower than the upstream: data is always waiting
+    assert info.value.phase == "total"
     assert pool.stats()["in_use"] == 0
 
 

@@ -29,10 +29,25 @@ PROVIDER_ACCEPTS: Final[dict[str, frozenset[str]]] = {
     "openai-chat": frozenset({"openai-chat", "openai-embeddings"}),
 }
 
+# Client protocol -> provider protocols an llmswitch converts it to. The proxy inserts the
+# llmswitch itself wherever a client's protocol differs from what the provider speaks.
+CONVERSIONS: Final[dict[str, frozenset[str]]] = {
+    "anthropic-messages": frozenset({"openai-chat"}),
+}
+
 # Client protocols the proxy has a front end for in this version.
-SERVED_CLIENT_PROTOCOLS: Final[frozenset[str]] = frozenset({"openai-chat", "openai-embeddings"})
+SERVED_CLIENT_PROTOCOLS: Final[frozenset[str]] = frozenset(
+    {"openai-chat", "openai-embeddings", "anthropic-messages"}
+)
 
 
 def provider_accepts(protocol: str) -> frozenset[str]:
     """Client shapes a provider of `protocol` accepts; empty when the protocol is not callable yet."""
     return PROVIDER_ACCEPTS.get(protocol, frozenset())
+
+
+def pipeline_accepts(provider_protocol: str) -> frozenset[str]:
+    """Client protocols a chain ending in such a provider serves, natively or via llmswitch."""
+    native = provider_accepts(provider_protocol)
+    converted = {c for c, targets in CONVERSIONS.items() if provider_protocol in targets}
+    return native | converted

@@ -13,7 +13,7 @@ from typing import Any
 
 from vpipe_api.errors import ConfigInvalid, Issue
 from vpipe_api.patterns import ModelPattern, PatternError, compile_pattern, may_overlap
-from vpipe_api.protocols import provider_accepts
+from vpipe_api.protocols import pipeline_accepts
 from vpipe_api.resolve import resolve_provider
 from vpipe_api.resources import Pipeline, Route
 
@@ -142,7 +142,7 @@ def _resolve_pipeline(pipeline: Pipeline) -> tuple[ResolvedPipeline | None, list
                             "provider: {family: mock}})"))
     if issues:
         return None, issues
-    accepts = provider_accepts(str(modules[-1].config["protocol"]))
+    accepts = pipeline_accepts(str(modules[-1].config["protocol"]))
     return ResolvedPipeline(pipeline.metadata.name, tuple(modules), accepts), []
 
 
