@@ -70,10 +70,17 @@ def test_explain_names_route() -> None:
     assert "No route takes model 'claude'" in missing.stdout
 
 
+def test_crds_prints_both_definitions() -> None:
+    result = vpipe("crds")
+    assert result.returncode == 0
+    kinds = [d["spec"]["names"]["kind"] for d in yaml.safe_load_all(result.stdout)]
+    assert kinds == ["Pipeline", "Route"]
+
+
 def test_help_lists_commands() -> None:
     result = vpipe("--help")
     assert result.returncode == 0
-    for command in ("serve", "validate", "render", "explain"):
+    for command in ("serve", "validate", "render", "explain", "crds"):
         assert command in result.stdout
 
 

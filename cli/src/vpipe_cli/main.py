@@ -29,6 +29,7 @@ examples:
   vpipe validate -f examples/providers/    check Pipelines and Routes, list every problem
   vpipe render -f examples/ > cm.yaml      the ConfigMap the operator would write (GitOps)
   vpipe explain -f examples/ --model gpt-4o-mini    which route takes a model, and why
+  vpipe crds | kubectl apply -f -          install the Pipeline and Route CRDs
 """
 
 
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--prefix", default="", help="front-door path prefix, e.g. /team-a")
     explain.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                          help="request header (repeatable)")
+    sub.add_parser("crds", help="print the Pipeline and Route CRDs (pipe to kubectl apply -f -)",
+                   description="Print the CustomResourceDefinitions generated from the CR models; "
+                               "the same YAML as crds/ in the repository.")
     return parser
 
 
@@ -150,7 +154,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "validate": cmd_validate, "render": cmd_render,
+def cmd_crds(args: argparse.Namespace) -> int:
+    from vpipe_operator.crds import render_crds
+
+    sys.stdout.write("---\n".join(render_crds().values()))
+    return 0
+
+
+COMMANDS = {"crds": cmd_crds, "serve": cmd_serve, "validate": cmd_validate, "render": cmd_render,
             "explain": cmd_explain}
 
 
