@@ -8,6 +8,8 @@ The proxy forwards the model name, so a test picks the upstream's behaviour per 
 - `slow-<seconds>`: wait before sending headers
 - `drop-<n>`: stream n chunks, then cut the connection mid-stream
 - `stall-<n>`: stream n chunks, then hang until the client goes away
+- `tools`: call the tool `get_weather`; streamed, its arguments arrive in fragments
+- `reasoning`: reasoning_content first, then the answer (as DeepSeek's reasoner does)
 Every request is recorded (path, headers, JSON body) for assertions.
 """
 
@@ -64,6 +66,8 @@ class FakeUpstream:
                 status=int(code), headers={"retry-after": "7"} if code == "429" else None)
         if kind == "slow":
             await asyncio.sleep(float(arg))
+        if kind in ("tools", "reasoning"):
+            return await self._scripted(request, body, kind)
         text = _last_user_text(body)
         if not body.get("stream"):
             return web.json_response(_completion(model, f"fake says: {text}"))
@@ -88,6 +92,49 @@ class FakeUpstream:
             self.streams_cancelled += 1
             self.stream_cancelled.set()
             raise
+        return response
+
+
+    async def _scripted(self, request: web.Request, body: dict[str, Any],
+                        kind: str) -> web.StreamResponse:
+        model = body["model"]
+        if kind == "tools":
+            fragments = ['{"city": "Par', 'is", "days"', ': 3}']
+            deltas: list[dict[str, Any]] = [
+                {"content": "Let me check."},
+                {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                 "function": {"name": "get_weather", "arguments": ""}}]},
+                *({"tool_calls": [{"index": 0, "function": {"arguments": f}}]}
+                  for f in fragments),
+            ]
+            finish = "tool_calls"
+            message: dict[str, Any] = {
+                "role": "assistant", "content": "Let me check.",
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                    "name": "get_weather", "arguments": "".join(fragments)}}]}
+        else:
+            deltas = [{"reasoning_content": "Think"}, {"reasoning_content": "ing."},
+                      {"content": "Answer."}]
+            finish = "stop"
+            message = {"role": "assistant", "content": "Answer.",
+                       "reasoning_content": "Thinking."}
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+                 "prompt_tokens_details": {"cached_tokens": 4}}
+        if not body.get("stream"):
+            return web.json_response({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": usage})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for delta in deltas:
+            await response.write(_chunk(model, delta))
+        await response.write(_chunk(model, {}, finish))
+        await response.write(b"data: " + orjson.dumps(
+            {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+             "model": model, "choices": [], "usage": usage}) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
         return response
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vpipe_api.protocols import CLIENT_PROTOCOLS
 from vpipe_proxy.errors import ConfigLoadError, ProxyError
+from vpipe_proxy.llmswitch.switch import switch_for
 from vpipe_proxy.modules import Call, Interceptor, Module, Next, Provider, Reply
 
 
@@ -32,6 +34,13 @@ class Chain:
                 )
             run = _guarded(pipeline, name, module, _bind(module, run))
         self.run: Next = run
+        # One entry per client protocol this chain serves: natively, or through an llmswitch
+        # at the head of the chain (interceptors then see the provider's shape).
+        self.runners: dict[str, Next] = {protocol: run for protocol in self.provider.accepts}
+        for client in CLIENT_PROTOCOLS:
+            switch = None if client in self.runners else switch_for(client, self.provider.protocol)
+            if switch is not None:
+                self.runners[client] = switch(run)
 
 
 def _bind(module: Interceptor, following: Next) -> Next:

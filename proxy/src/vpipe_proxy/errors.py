@@ -67,5 +67,25 @@ class ProxyError(VpipeProxyError):
         return orjson.dumps({"error": error})
 
 
+# Anthropic's error `type` by status.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_body(error: ProxyError) -> bytes:
+    """The error as an Anthropic Messages API error object."""
+    kind = _ANTHROPIC_TYPES.get(error.status, "invalid_request_error" if error.status < 500
+                                else "api_error")
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": error.message}})
+
+
 def bad_request(message: str, *, param: str | None = None, code: str = "invalid_request") -> ProxyError:
     return ProxyError(400, code, message, param=param)

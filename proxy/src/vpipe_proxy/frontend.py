@@ -1,7 +1,8 @@
-"""The OpenAI-compatible client API: /v1/chat/completions, /v1/embeddings, /v1/models.
+"""The client API: OpenAI /v1/chat/completions, /v1/embeddings, /v1/models; Anthropic /v1/messages.
 
 Handlers only pump bytes: parse the body once, ask the router, run the chain, write the reply.
-Every failure is answered as an OpenAI-shaped error with the right status. Routes may carry a
+Every failure is answered in the caller's protocol (OpenAI- or Anthropic-shaped error) with
+the right status. Routes may carry a
 front-door path prefix (/team-a/v1/...), which the router matches against `pathPrefix`.
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from vpipe_proxy.errors import ProxyError, bad_request
+from vpipe_proxy.errors import ProxyError, anthropic_body, bad_request
 from vpipe_proxy.metrics import UNROUTED
 from vpipe_proxy.modules import Call, Reply
 from vpipe_proxy.routing import CompiledRoute
@@ -28,9 +31,24 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"
                 "X-Accel-Buffering": "no"}
 
 
-def error_response(error: ProxyError) -> web.Response:
-    return web.Response(status=error.status, body=error.openai_body(), content_type=_JSON,
-                        headers=error.headers)
+def _openai_error(error: ProxyError) -> bytes:
+    return error.openai_body()
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between client protocols at the edge: input checks and error shapes."""
+
+    protocol: str
+    endpoint: str  # the provider path when the provider speaks this protocol natively
+    check: Callable[[dict[str, Any]], bool]  # validates the body; returns whether it streams
+    error_body: Callable[[ProxyError], bytes]
+    stream_error: Callable[[ProxyError], bytes]  # in-band error once a stream has started
+
+
+def error_response(error: ProxyError, dialect: Dialect | None = None) -> web.Response:
+    body = (dialect or OPENAI_CHAT).error_body(error)
+    return web.Response(status=error.status, body=body, content_type=_JSON, headers=error.headers)
 
 
 async def _read_json(request: web.Request, limit: int) -> tuple[dict[str, Any], bytes]:
@@ -91,16 +109,37 @@ def _check_embeddings(body: dict[str, Any]) -> bool:
     return False
 
 
-_CHECKS = {"openai-chat": _check_chat, "openai-embeddings": _check_embeddings}
+def _check_messages(body: dict[str, Any]) -> bool:
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise bad_request("'max_tokens' is required and must be a positive integer.",
+                          param="max_tokens")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' must be a non-empty array of {role, content} objects.",
+                          param="messages")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise bad_request("'stream' must be true or false.", param="stream")
+    return bool(stream)
 
 
-async def _serve(request: web.Request, protocol: str, endpoint: str) -> web.StreamResponse:
+OPENAI_CHAT = Dialect("openai-chat", "/chat/completions", _check_chat, _openai_error,
+                      lambda e: b"data: " + e.openai_body() + b"\n\n")
+OPENAI_EMBEDDINGS = Dialect("openai-embeddings", "/embeddings", _check_embeddings, _openai_error,
+                            lambda e: b"data: " + e.openai_body() + b"\n\n")
+ANTHROPIC_MESSAGES = Dialect("anthropic-messages", "/messages", _check_messages, anthropic_body,
+                             lambda e: b"event: error\ndata: " + anthropic_body(e) + b"\n\n")
+
+
+async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    protocol = dialect.protocol
     state = request.app[STATE]
     started = time.perf_counter()
     runtime = state.reloader.current
     if runtime is None:
         return error_response(ProxyError(503, "not_ready", "The proxy has no valid config "
-                                         "loaded yet; see the admin port's /readyz."))
+                                         "loaded yet; see the admin port's /readyz."), dialect)
     runtime.enter()
     route: CompiledRoute | None = None
     module = UNROUTED
@@ -108,7 +147,7 @@ async def _serve(request: web.Request, protocol: str, endpoint: str) -> web.Stre
     try:
         body, raw = await _read_json(request, state.settings.max_body_bytes)
         model = _model(body)
-        stream = _CHECKS[protocol](body)
+        stream = dialect.check(body)
         prefix = request.match_info.get("prefix", "")
         if prefix:
             prefix = "/" + prefix
@@ -119,20 +158,20 @@ async def _serve(request: web.Request, protocol: str, endpoint: str) -> web.Stre
                                                              request.headers), param="model")
         chain = runtime.chains[route.pipeline]
         module = chain.provider_name
-        call = Call(protocol=protocol, endpoint=endpoint, body=body, raw=raw, model=model,
-                    stream=stream, headers=request.headers, route=route.name,
+        call = Call(protocol=protocol, endpoint=dialect.endpoint, body=body, raw=raw,
+                    model=model, stream=stream, headers=request.headers, route=route.name,
                     pipeline=route.pipeline)
-        reply = await chain.run(call)
+        reply = await chain.runners[protocol](call)
         status = reply.status
         if reply.chunks is not None:
-            return await _write_stream(request, reply, route, state, started)
+            return await _write_stream(request, reply, route, state, started, dialect)
         return web.Response(status=reply.status, body=reply.body,
                             headers=_headers(reply, route, runtime))
     except ProxyError as e:
         status = e.status
         if status >= 500 and route is not None:
             state.metrics.upstream_error(route.pipeline, module, e.code)
-        return error_response(e)
+        return error_response(e, dialect)
     finally:
         runtime.exit()
         state.metrics.request_done(
@@ -149,7 +188,7 @@ def _headers(reply: Reply, route: CompiledRoute, runtime: Runtime) -> dict[str, 
 
 
 async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute,
-                        state: ProxyState, started: float) -> web.StreamResponse:
+                        state: ProxyState, started: float, dialect: Dialect) -> web.StreamResponse:
     assert reply.chunks is not None
     response = web.StreamResponse(
         status=reply.status,
@@ -167,9 +206,9 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
                     first = False
                 await response.write(chunk)
         except ProxyError as e:
-            # Headers are gone already: tell the client in-band, the way OpenAI streams do.
+            # Headers are gone already: tell the client in-band, in its protocol's way.
             log.warning("stream on route %s failed: %s", route.name, e.message)
-            await response.write(b"data: " + e.openai_body() + b"\n\n")
+            await response.write(dialect.stream_error(e))
         await response.write_eof()
     finally:
         aclose = getattr(chunks, "aclose", None)
@@ -181,11 +220,15 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "openai-chat", "/chat/completions")
+    return await _serve(request, OPENAI_CHAT)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "openai-embeddings", "/embeddings")
+    return await _serve(request, OPENAI_EMBEDDINGS)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, ANTHROPIC_MESSAGES)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -210,24 +253,28 @@ async def models(request: web.Request) -> web.Response:
                              dumps=lambda v: orjson.dumps(v).decode())
 
 
-_METHODS = {"/v1/chat/completions": "POST", "/v1/embeddings": "POST", "/v1/models": "GET"}
+_METHODS = {"/v1/chat/completions": "POST", "/v1/embeddings": "POST", "/v1/models": "GET",
+            "/v1/messages": "POST"}
 
 
 async def not_found(request: web.Request) -> web.Response:
+    dialect = ANTHROPIC_MESSAGES if "/v1/messages" in request.path else OPENAI_CHAT
     for suffix, method in _METHODS.items():
         if request.path.endswith(suffix):
             return error_response(ProxyError(
                 405, "method_not_allowed", f"{request.path} takes {method}, not {request.method}.",
-                headers={"Allow": method}))
+                headers={"Allow": method}), dialect)
     return error_response(ProxyError(
         404, "unknown_endpoint",
         f"{request.method} {request.path} is not an endpoint of this proxy; it serves "
-        "POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models."))
+        "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages and GET /v1/models."),
+        dialect)
 
 
 def add_routes(app: web.Application) -> None:
     for prefix in ("", "/{prefix:.+?}"):
         app.router.add_post(prefix + "/v1/chat/completions", chat_completions)
         app.router.add_post(prefix + "/v1/embeddings", embeddings)
+        app.router.add_post(prefix + "/v1/messages", messages)
         app.router.add_get(prefix + "/v1/models", models)
     app.router.add_route("*", "/{tail:.*}", not_found)

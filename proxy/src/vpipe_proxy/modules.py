@@ -107,6 +107,8 @@ class Module(Protocol):
 class Provider(Module, Protocol):
     """The last module of a chain: answers the call, usually by calling an upstream."""
 
+    protocol: str  # provider protocol it speaks (an llmswitch converts other client shapes)
+
     async def call(self, call: Call) -> Reply: ...
 
 

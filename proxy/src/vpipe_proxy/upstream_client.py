@@ -126,17 +126,16 @@ class UpstreamPool:
             raise UpstreamError(f"the pool for upstream {self._where} is closed")
         head = self._head(method, path, headers, body)
         loop = asyncio.get_running_loop()
-        started = loop.time()
         timeouts = self._timeouts
-        total_at = started + timeouts.total
-        first_at = started + timeouts.first_byte
-        phase = "first_byte"
-        if total_at <= first_at:
-            first_at, phase = total_at, "total"
+        total_at = loop.time() + timeouts.total  # the total budget includes waiting for a slot
         is_head = method == "HEAD"
-        conn = await self._acquire(loop)
+        conn = await self._acquire(loop, total_at)
         retried = False
         while True:
+            first_at = loop.time() + timeouts.first_byte  # counted from sending
+            phase = "first_byte"
+            if total_at <= first_at:
+                first_at, phase = total_at, "total"
             conn.begin(head, body, is_head, first_at, phase, total_at)
             try:
                 while not conn.headers_done and conn.error is None:
@@ -150,11 +149,11 @@ class UpstreamPool:
                 return UpstreamResponse(self, conn)
             if conn.stale and not retried:
                 # A keep-alive connection taken from the idle list was closed by the server
-                # (idle timeout) while our request was in flight: it closed without sending a
-                # single response byte, so the request was never processed. This race is the one
-                # case resent, once, on a fresh connection in the same slot; it is not a retry
-                # policy (anything after a response byte, timeouts, and fresh connections are
-                # never resent).
+                # while our request was in flight, without a single response byte: the server's
+                # idle timeout raced our reuse, so the upstream never processed the request.
+                # This race is the one case resent, once, on a fresh connection in the same
+                # slot. It is not a retry policy: a failure after any response byte, a timeout,
+                # or any failure on a fresh connection is never resent.
                 retried = True
                 conn.abort()
                 try:
@@ -233,7 +232,7 @@ class UpstreamPool:
                 f"refusing to send a request to upstream {self._where}: the path or a header "
                 "is not latin-1 (percent-encode the path, encode header values)") from None
 
-    async def _acquire(self, loop: asyncio.AbstractEventLoop) -> Connection:
+    async def _acquire(self, loop: asyncio.AbstractEventLoop, total_at: float) -> Connection:
         idle = self._idle
         while idle:
             conn = idle.pop()
@@ -251,12 +250,12 @@ class UpstreamPool:
         fut: asyncio.Future[Connection | None] = loop.create_future()
         self._waiters.append(fut)
         try:
-            handed = await fut
+            async with asyncio.timeout_at(total_at):
+                handed = await fut
+        except TimeoutError:
+            raise self._slot_timeout(fut) from None
         except BaseException:
-            # A cancelled task also cancels `fut` (then _put skips it), unless the slot was
-            # already handed over: pass that on instead of leaking it.
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self._put(fut.result())
+            self._pass_on(fut)
             raise
         if handed is not None:
             return handed
@@ -265,6 +264,18 @@ class UpstreamPool:
         except BaseException:
             self._put(None)
             raise
+
+    def _pass_on(self, fut: asyncio.Future[Connection | None]) -> None:
+        # A cancelled/timed-out waiter also cancels `fut` (then _put skips it), unless a slot was
+        # already handed over: pass that on instead of leaking it.
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            self._put(fut.result())
+
+    def _slot_timeout(self, fut: asyncio.Future[Connection | None]) -> UpstreamTimeout:
+        self._pass_on(fut)
+        return UpstreamTimeout(
+            f"no free connection to upstream {self._where} within the "
+            f"{self._timeouts.total:g}s total timeout (all {self._max} in use)", phase="total")
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
         """Open a connection for a slot the caller already holds."""
@@ -397,8 +408,6 @@ class UpstreamResponse:
         return conn
 
     async def _wait(self, conn: Connection) -> None:
-        if conn.timer is None:
-            conn.arm_total()
         try:
             await conn.wait()
         except asyncio.CancelledError:

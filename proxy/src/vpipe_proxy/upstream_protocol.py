@@ -53,9 +53,9 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "active", "body_bytes", "buffered", "chunks", "closed", "complete", "error", "framed",
-        "gone", "got_bytes", "headers", "headers_done", "in_pool", "is_head", "keep_alive", "limits",
-        "loop", "lost", "on_idle_lost", "parser", "paused", "phase", "reason", "reused", "stale",
-        "status", "timer", "total_at", "transport", "waiter", "where",
+        "gone", "got_bytes", "headers", "headers_done", "in_pool", "is_head", "keep_alive",
+        "limits", "loop", "lost", "on_idle_lost", "parser", "paused", "phase", "reason", "reused",
+        "stale", "status", "timer", "total_at", "transport", "waiter", "where",
     )
 
     transport: asyncio.Transport
@@ -109,7 +109,6 @@ class Connection(asyncio.Protocol):
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
-        self.framed = False
         self.got_bytes = False
         self.body_bytes = 0
         self.error = None
@@ -130,12 +129,6 @@ class Connection(asyncio.Protocol):
         fut = self.loop.create_future()
         self.waiter = fut
         return fut
-
-    def arm_total(self) -> None:
-        # Armed lazily, only when the consumer must wait for body bytes: most responses arrive
-        # whole with their headers and never need a second timer.
-        self.phase = "total"
-        self.timer = self.loop.call_at(self.total_at, self._on_timeout)
 
     def take(self) -> bytes:
         chunks = self.chunks
@@ -207,6 +200,12 @@ class Connection(asyncio.Protocol):
             else:
                 self._fail(UpstreamProtocolError(
                     f"malformed response from upstream {self.where}: {e}"))
+        if self.timer is None and self.headers_done and not self.complete and self.error is None:
+            # The body outlives this read: bound it by the total timeout, whether or not the
+            # consumer is waiting. Armed here rather than at the headers because most responses
+            # arrive whole in the same read and never need this second timer.
+            self.phase = "total"
+            self.timer = self.loop.call_at(self.total_at, self._on_timeout)
 
     def eof_received(self) -> bool | None:
         self.closed = True
@@ -220,7 +219,7 @@ class Connection(asyncio.Protocol):
             self.in_pool = False
             self.on_idle_lost(self)
         if self.active and not self.complete and self.error is None:
-            if self.headers_done and not self.framed:
+            if self.headers_done and not self.framed and exc is None:
                 # The response had neither Content-Length nor chunked: EOF is its end.
                 self.complete = True
             else:
@@ -243,6 +242,7 @@ class Connection(asyncio.Protocol):
             raise UpstreamProtocolError("a second response arrived for one request")
         self.headers = []
         self.reason = b""
+        self.framed = False
 
     def on_status(self, status: bytes) -> None:
         self.reason += status

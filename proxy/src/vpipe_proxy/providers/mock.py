@@ -29,6 +29,7 @@ class MockProvider:
     def __init__(self, key: str, config: ProviderConfig) -> None:
         self.key = key
         self.config = config
+        self.protocol = config.protocol
         self.accepts = provider_accepts(config.protocol)
         self.health = Health(detail={"family": "mock"})
 

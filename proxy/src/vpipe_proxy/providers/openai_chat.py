@@ -41,6 +41,7 @@ class OpenAIChatProvider:
             raise ConfigLoadError(f"provider {key}: family {config.family} needs a baseUrl")
         self.key = key
         self.config = config
+        self.protocol = config.protocol
         self.accepts = provider_accepts(config.protocol)
         self.health = Health(detail={"family": config.family, "baseUrl": config.base_url})
         self._secrets_dir = secrets_dir
