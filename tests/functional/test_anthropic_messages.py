@@ -190,10 +190,23 @@ async def test_upstream_rate_limit_and_failure(client: AsyncAnthropic) -> None:
     assert failed.value.body["error"]["type"] == "api_error"  # type: ignore[index]
 
 
-async def test_stream_cut_midway_is_an_error_event(client: AsyncAnthropic) -> None:
+async def test_stream_cut_midway_is_an_error_event(client: AsyncAnthropic,
+                                                   proxy: ProxyServer) -> None:
     with pytest.raises(anthropic.APIStatusError) as caught:
         async with client.messages.stream(model="drop-2", max_tokens=50,
                                           messages=HELLO) as stream:
             async for _ in stream:
                 pass
     assert "fake-v1" in caught.value.message
+    metrics = proxy.metrics.exposition().decode()
+    assert ('vpipe_translation_events_total{kind="stream_abort",pipeline="fake-v1",'
+            'route="fake"} 1.0') in metrics
+
+
+async def test_translation_health_is_counted(client: AsyncAnthropic, proxy: ProxyServer) -> None:
+    with pytest.raises(anthropic.BadRequestError):
+        await client.messages.create(model="plain", max_tokens=5, messages=HELLO,
+                                     extra_body={"top_k": 3})
+    metrics = proxy.metrics.exposition().decode()
+    assert ('vpipe_translation_events_total{kind="unmapped_field",pipeline="fake-v1",'
+            'route="fake"} 1.0') in metrics

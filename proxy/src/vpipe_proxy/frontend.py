@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from vpipe_proxy.errors import ProxyError, anthropic_body, bad_request
+from vpipe_proxy.llmswitch.anthropic_openai import TOOL_ARGUMENTS_INVALID, UNSUPPORTED_FIELD
 from vpipe_proxy.metrics import UNROUTED
 from vpipe_proxy.modules import Call, Reply
 from vpipe_proxy.routing import CompiledRoute
@@ -27,6 +28,12 @@ from vpipe_proxy.state import STATE, ProxyState
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
+# Error codes that signal translation trouble, by the `kind` label they are counted under.
+TRANSLATION_KINDS = {
+    UNSUPPORTED_FIELD: "unmapped_field",
+    TOOL_ARGUMENTS_INVALID: "tool_args_invalid",
+    "upstream_protocol_error": "conversion_error",
+}
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no"}
 
@@ -164,13 +171,17 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         reply = await chain.runners[protocol](call)
         status = reply.status
         if reply.chunks is not None:
-            return await _write_stream(request, reply, route, state, started, dialect)
+            return await _write_stream(request, reply, route, module, state, started, dialect)
         return web.Response(status=reply.status, body=reply.body,
                             headers=_headers(reply, route, runtime))
     except ProxyError as e:
         status = e.status
-        if status >= 500 and route is not None:
-            state.metrics.upstream_error(route.pipeline, module, e.code)
+        if route is not None:
+            kind = TRANSLATION_KINDS.get(e.code)
+            if kind is not None:
+                state.metrics.translation_event(route.name, route.pipeline, kind)
+            if status >= 500:
+                state.metrics.upstream_error(route.pipeline, module, e.code)
         return error_response(e, dialect)
     finally:
         runtime.exit()
@@ -187,7 +198,7 @@ def _headers(reply: Reply, route: CompiledRoute, runtime: Runtime) -> dict[str, 
     return headers
 
 
-async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute,
+async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute, module: str,
                         state: ProxyState, started: float, dialect: Dialect) -> web.StreamResponse:
     assert reply.chunks is not None
     response = web.StreamResponse(
@@ -208,6 +219,8 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
         except ProxyError as e:
             # Headers are gone already: tell the client in-band, in its protocol's way.
             log.warning("stream on route %s failed: %s", route.name, e.message)
+            state.metrics.translation_event(route.name, route.pipeline, "stream_abort")
+            state.metrics.upstream_error(route.pipeline, module, e.code)
             await response.write(dialect.stream_error(e))
         await response.write_eof()
     finally:

@@ -34,6 +34,11 @@ class Metrics:
         self.upstream_errors = Counter(
             "vpipe_upstream_errors", "Failures talking to upstreams, by error code.",
             ["pipeline", "module", "code"], registry=r)
+        self.translation = Counter(
+            "vpipe_translation_events",
+            "Protocol-translation health: stream aborts, tool-call arguments that are not JSON, "
+            "fields the provider cannot express, conversion errors.",
+            ["route", "pipeline", "kind"], registry=r)
         self.reloads = Counter(
             "vpipe_config_reloads", "Config reload attempts by result (ok|failed).",
             ["result"], registry=r)
@@ -62,6 +67,9 @@ class Metrics:
 
     def upstream_error(self, pipeline: str, module: str, code: str) -> None:
         self._child(self.upstream_errors, (pipeline, module, code)).inc()  # type: ignore[attr-defined]
+
+    def translation_event(self, route: str, pipeline: str, kind: str) -> None:
+        self._child(self.translation, (route, pipeline, kind)).inc()  # type: ignore[attr-defined]
 
     def reload_result(self, ok: bool) -> None:
         self.reloads.labels("ok" if ok else "failed").inc()

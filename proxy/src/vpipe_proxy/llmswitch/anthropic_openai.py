@@ -13,6 +13,9 @@ import orjson
 
 from vpipe_proxy.errors import ProxyError, bad_request
 
+UNSUPPORTED_FIELD: Final = "unsupported_field"
+TOOL_ARGUMENTS_INVALID: Final = "tool_arguments_invalid"
+
 # Request fields handled below; anything else is reported, not dropped.
 _KNOWN: Final = frozenset({
     "model", "messages", "system", "max_tokens", "stop_sequences", "stream", "temperature",
@@ -31,7 +34,8 @@ FINISH_TO_STOP: Final = {
 
 def _unsupported(field: str, why: str) -> ProxyError:
     return bad_request(f"'{field}' cannot be sent to this OpenAI-compatible provider: {why}. "
-                       "Remove it, or route this model to an Anthropic provider.", param=field)
+                       "Remove it, or route this model to an Anthropic provider.", param=field,
+                       code=UNSUPPORTED_FIELD)
 
 
 def request_to_openai(body: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +219,7 @@ def parse_arguments(arguments: str, name: str) -> Any:
     try:
         return orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError as e:
-        raise ProxyError(502, "tool_arguments_invalid",
+        raise ProxyError(502, TOOL_ARGUMENTS_INVALID,
                          f"the provider returned arguments for tool '{name}' that are not JSON "
                          f"({e}); an Anthropic client needs a JSON object") from e
 
