@@ -92,5 +92,5 @@ async def test_debug_explain(proxy: ProxyServer) -> None:
 async def test_debug_instances(proxy: ProxyServer) -> None:
     status, text = await get(proxy, "/debug/instances")
     assert status == 200
-    assert "MockProvider" in text and "OpenAIChatProvider" in text
+    assert "MockProvider" in text and "HTTPProvider" in text
     assert SECRET not in text

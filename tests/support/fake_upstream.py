@@ -10,7 +10,8 @@ The proxy forwards the model name, so a test picks the upstream's behaviour per 
 - `stall-<n>`: stream n chunks, then hang until the client goes away
 - `tools`: call the tool `get_weather`; streamed, its arguments arrive in fragments
 - `reasoning`: reasoning_content first, then the answer (as DeepSeek's reasoner does)
-Every request is recorded (path, headers, JSON body) for assertions.
+`POST /v1/messages` answers the same names in Anthropic's shape (normal, `status-<code>`,
+`drop-<n>`, `tools`). Every request is recorded (path, headers, JSON body) for assertions.
 """
 
 from __future__ import annotations
@@ -40,7 +41,69 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/messages", self.messages)
         return app
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(Seen(request.path, dict(request.headers), body))
+        model: str = body["model"]
+        kind, _, arg = model.partition("-")
+        if kind == "status":
+            return web.json_response(
+                {"type": "error", "error": {"type": "fake_error",
+                                            "message": f"fake anthropic says {arg}"}},
+                status=int(arg))
+        text = "fake says: " + _last_user_text(body)
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        stop = "end_turn"
+        if kind == "tools":
+            blocks = [{"type": "text", "text": "Checking."},
+                      {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                       "input": {"city": "Paris", "days": 3}}]
+            stop = "tool_use"
+        usage = {"input_tokens": 5, "output_tokens": 4, "cache_read_input_tokens": 2,
+                 "cache_creation_input_tokens": 0}
+        message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                   "content": blocks, "stop_reason": stop, "stop_sequence": None,
+                   "usage": usage}
+        if not body.get("stream"):
+            return web.json_response(message)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(kind: str, data: dict[str, Any]) -> None:
+            await response.write(b"event: " + kind.encode() + b"\ndata: "
+                                 + orjson.dumps({"type": kind, **data}) + b"\n\n")
+
+        await send("message_start", {"message": {**message, "content": [], "stop_reason": None,
+                                                 "usage": {**usage, "output_tokens": 0}}})
+        await send("ping", {})
+        sent = 0
+        for index, block in enumerate(blocks):
+            if block["type"] == "text":
+                await send("content_block_start", {"index": index,
+                                                   "content_block": {"type": "text", "text": ""}})
+                for word in block["text"].split(" "):
+                    if kind == "drop" and sent == int(arg):
+                        assert request.transport is not None
+                        request.transport.abort()
+                        return response
+                    await send("content_block_delta", {"index": index, "delta": {
+                        "type": "text_delta", "text": word if sent == 0 else " " + word}})
+                    sent += 1
+            else:
+                await send("content_block_start", {"index": index, "content_block": {
+                    "type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})
+                for fragment in ('{"city": "Par', 'is", "days"', ': 3}'):
+                    await send("content_block_delta", {"index": index, "delta": {
+                        "type": "input_json_delta", "partial_json": fragment}})
+            await send("content_block_stop", {"index": index})
+        await send("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
+                                     "usage": {"output_tokens": 4}})
+        await send("message_stop", {})
+        await response.write_eof()
+        return response
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -140,8 +203,13 @@ class FakeUpstream:
 
 def _last_user_text(body: dict[str, Any]) -> str:
     for message in reversed(body.get("messages", [])):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return str(message["content"])
+        content = message.get("content")
+        if message.get("role") != "user":
+            continue
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):  # Anthropic-style blocks
+            return " ".join(b.get("text", "") for b in content if b.get("type") == "text")
     return ""
 
 

@@ -344,14 +344,15 @@ def test_optional_credentials_are_fine_either_way() -> None:
 
 
 def test_provider_protocol_not_implemented() -> None:
-    issue = provider_issue({"family": "anthropic", "credentials": CREDS})
+    issue = provider_issue({"family": "openai", "protocol": "openai-responses",
+                            "credentials": CREDS})
     assert (issue.resource, issue.field) == (
         "Pipeline/default/p",
         "spec.modules[0].provider.protocol",
     )
-    assert "provider protocol 'anthropic-messages' (family anthropic)" in issue.message
+    assert "provider protocol 'openai-responses' (family openai)" in issue.message
     assert "cannot be called by this version" in issue.message
-    assert "supported: openai-chat" in issue.message
+    assert "supported: anthropic-messages, openai-chat" in issue.message
 
 
 def test_explicit_unimplemented_protocol_overrides_family() -> None:
@@ -363,7 +364,8 @@ def test_explicit_unimplemented_protocol_overrides_family() -> None:
 
 
 def test_provider_issues_of_one_module_are_all_reported() -> None:
-    found = issues_of([pipe("p", module({"family": "anthropic", "baseUrl": "ftp://x"}))], [])
+    found = issues_of([pipe("p", module({"family": "anthropic", "protocol": "openai-responses",
+                                         "baseUrl": "ftp://x"}))], [])
     assert {i.field for i in found} == {
         "spec.modules[0].provider.protocol",
         "spec.modules[0].provider.baseUrl",

@@ -27,12 +27,14 @@ ENDPOINTS: Final[dict[str, str]] = {
 # An OpenAI-compatible API serves chat completions and embeddings under one base URL.
 PROVIDER_ACCEPTS: Final[dict[str, frozenset[str]]] = {
     "openai-chat": frozenset({"openai-chat", "openai-embeddings"}),
+    "anthropic-messages": frozenset({"anthropic-messages"}),
 }
 
 # Client protocol -> provider protocols an llmswitch converts it to. The proxy inserts the
 # llmswitch itself wherever a client's protocol differs from what the provider speaks.
 CONVERSIONS: Final[dict[str, frozenset[str]]] = {
     "anthropic-messages": frozenset({"openai-chat"}),
+    "openai-chat": frozenset({"anthropic-messages"}),
 }
 
 # Client protocols the proxy has a front end for in this version.

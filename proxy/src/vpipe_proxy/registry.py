@@ -16,8 +16,8 @@ from vpipe_api.document import ProviderConfig
 from vpipe_api.families import IN_PROCESS_FAMILIES
 from vpipe_proxy.errors import ConfigLoadError
 from vpipe_proxy.modules import Module
+from vpipe_proxy.providers.http import HTTPProvider
 from vpipe_proxy.providers.mock import MockProvider
-from vpipe_proxy.providers.openai_chat import OpenAIChatProvider
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,15 @@ def _provider(key: str, raw: dict[str, Any], context: BuildContext) -> Module:
         raise ConfigLoadError(f"instance {key}: provider config is malformed: {e}") from e
     if config.family in IN_PROCESS_FAMILIES:
         return MockProvider(key, config)
-    if config.protocol == "openai-chat":
-        return OpenAIChatProvider(key, config, secrets_dir=context.secrets_dir,
-                                  environ=context.environ,
-                                  warm_connections=context.warm_connections)
-    raise ConfigLoadError(
-        f"instance {key}: provider protocol '{config.protocol}' is not implemented by this proxy"
-    )
+    if config.protocol not in HTTP_PROTOCOLS:
+        raise ConfigLoadError(
+            f"instance {key}: provider protocol '{config.protocol}' is not implemented by this proxy"
+        )
+    return HTTPProvider(key, config, secrets_dir=context.secrets_dir, environ=context.environ,
+                        warm_connections=context.warm_connections)
+
+
+HTTP_PROTOCOLS = frozenset({"openai-chat", "anthropic-messages"})
 
 
 class Registry:

@@ -7,19 +7,22 @@ so a request pays for conversion only when its protocol actually differs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import orjson
 
 from vpipe_proxy.errors import ProxyError
-from vpipe_proxy.llmswitch import anthropic_openai
+from vpipe_proxy.llmswitch import anthropic_openai, openai_anthropic
 from vpipe_proxy.llmswitch.anthropic_openai_stream import OpenAIToAnthropicStream
+from vpipe_proxy.llmswitch.openai_anthropic_stream import AnthropicToOpenAIStream
 from vpipe_proxy.modules import Call, Next, Reply
 
 Switch = Callable[[Next], Next]
 
 
-def _openai_error(reply: Reply) -> ProxyError:
-    """A provider's non-200 OpenAI-shaped reply, re-raised for the client's error renderer."""
+def _provider_error(reply: Reply) -> ProxyError:
+    """A provider's non-200 reply (OpenAI or Anthropic shape), re-raised for the client's error
+    renderer with the same status."""
     message, code = f"the provider answered {reply.status}", "upstream_error"
     try:
         error = orjson.loads(reply.body).get("error")
@@ -31,8 +34,13 @@ def _openai_error(reply: Reply) -> ProxyError:
     return ProxyError(reply.status, code, message, headers=reply.headers)
 
 
-async def _anthropic_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
-    converter = OpenAIToAnthropicStream(model)
+class _StreamConverter(Protocol):
+    def feed(self, chunk: bytes) -> bytes: ...
+    def finish(self) -> bytes: ...
+
+
+async def _converted(chunks: AsyncIterator[bytes],
+                     converter: _StreamConverter) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
             out = converter.feed(chunk)
@@ -55,9 +63,9 @@ def anthropic_to_openai(provider: Next) -> Next:
                      route=call.route, pipeline=call.pipeline)
         reply = await provider(inner)
         if reply.status != 200:
-            raise _openai_error(reply)
+            raise _provider_error(reply)
         if reply.chunks is not None:
-            return Reply(200, chunks=_anthropic_stream(reply.chunks, call.model),
+            return Reply(200, chunks=_converted(reply.chunks, OpenAIToAnthropicStream(call.model)),
                          content_type="text/event-stream", release=reply.release)
         try:
             data = orjson.loads(reply.body)
@@ -70,8 +78,35 @@ def anthropic_to_openai(provider: Next) -> Next:
     return switch
 
 
+def openai_to_anthropic(provider: Next) -> Next:
+    async def switch(call: Call) -> Reply:
+        inner = Call(protocol="anthropic-messages", endpoint="/messages",
+                     body=openai_anthropic.request_to_anthropic(call.body), raw=b"",
+                     model=call.model, stream=call.stream, headers=call.headers,
+                     route=call.route, pipeline=call.pipeline)
+        reply = await provider(inner)
+        if reply.status != 200:
+            raise _provider_error(reply)
+        if reply.chunks is not None:
+            options = call.body.get("stream_options")
+            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+            converter = AnthropicToOpenAIStream(call.model, include_usage)
+            return Reply(200, chunks=_converted(reply.chunks, converter),
+                         content_type="text/event-stream", release=reply.release)
+        try:
+            data = orjson.loads(reply.body)
+        except orjson.JSONDecodeError as e:
+            raise ProxyError(502, "upstream_protocol_error",
+                             f"the provider's reply is not JSON: {e}") from e
+        completion = openai_anthropic.response_to_openai(data, call.model)
+        return Reply(200, body=orjson.dumps(completion), headers=reply.headers)
+
+    return switch
+
+
 _SWITCHES: dict[tuple[str, str], Switch] = {
     ("anthropic-messages", "openai-chat"): anthropic_to_openai,
+    ("openai-chat", "anthropic-messages"): openai_to_anthropic,
 }
 
 

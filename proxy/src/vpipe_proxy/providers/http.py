@@ -1,8 +1,10 @@
-"""The `openai-chat` provider: any OpenAI-compatible HTTP API, over pooled keep-alive connections.
+"""HTTP providers (`openai-chat`, `anthropic-messages`) over pooled keep-alive connections.
 
-The client's bytes are forwarded untouched unless the model name is mapped, and streams are
-passed through chunk by chunk. Upstream failures become ProxyErrors with the upstream status and
-a short reason; the credential is only ever placed in the outgoing request header.
+The provider is protocol-agnostic on the wire: the path comes with the call (set by the front end,
+or by an llmswitch), the family decides how the key is sent. The client's bytes are forwarded
+untouched unless the model name is mapped, and streams are passed through chunk by chunk.
+Upstream failures become ProxyErrors with the upstream status and a short reason; the
+credential is only ever placed in the outgoing request header.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ _FORWARDED_CLIENT_HEADERS = ("x-request-id", "openai-organization", "openai-proj
 _USER_AGENT = ("user-agent", "vpipe")
 
 
-class OpenAIChatProvider:
-    """Calls an OpenAI-compatible upstream for chat completions and embeddings."""
+class HTTPProvider:
+    """Calls an upstream API over HTTP for whatever call reaches it."""
 
     def __init__(
         self,
@@ -131,7 +133,7 @@ class OpenAIChatProvider:
             headers = {"x-vpipe-upstream-status": str(status)}
             if (retry := response.header("retry-after")) is not None:
                 headers["retry-after"] = retry
-            if _is_openai_error(data):
+            if _is_error_body(data):
                 return Reply(status, body=data, headers=headers)
             raise ProxyError(status, "upstream_rejected",
                              f"{self._where} answered {status}: {_reason(data)}", headers=headers)
@@ -168,7 +170,8 @@ def _auth_header(scheme: str, secret: str) -> tuple[str, str]:
     raise ConfigLoadError(f"unknown auth scheme {scheme!r}")
 
 
-def _is_openai_error(data: bytes) -> bool:
+def _is_error_body(data: bytes) -> bool:
+    """An OpenAI- or Anthropic-shaped error object: both nest {message, ...} under "error"."""
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:

@@ -1,0 +1,107 @@
+"""Anthropic Messages stream events -> OpenAI chat.completion.chunk stream, event by event.
+
+Sans-IO and per stream. Each Anthropic tool_use block becomes one OpenAI tool call (numbered in
+order), and its `input_json_delta` fragments become argument deltas, unchanged and in order.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from vpipe_proxy.errors import ProxyError
+from vpipe_proxy.llmswitch.openai_anthropic import STOP_TO_FINISH, usage_to_openai
+from vpipe_proxy.sse import SSEDecoder
+
+DONE = b"data: [DONE]\n\n"
+
+
+class AnthropicToOpenAIStream:
+    """One stream's conversion state."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self._decoder = SSEDecoder()
+        self._include_usage = include_usage
+        self._head: dict[str, Any] = {"id": "chatcmpl-", "object": "chat.completion.chunk",
+                                      "created": int(time.time()), "model": model}
+        self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_call index
+        self._usage: dict[str, Any] = {}
+        self._stop: str | None = None
+        self._done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self._event(e.event, e.data) for e in self._decoder.feed(chunk))
+
+    def finish(self) -> bytes:
+        out = b"".join(self._event(e.event, e.data) for e in self._decoder.flush())
+        if not self._done:
+            raise ProxyError(502, "upstream_protocol_error",
+                             "the provider's stream ended before message_stop")
+        return out
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = {**self._head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                           "logprobs": None}]}
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def _event(self, kind: str | None, payload: str) -> bytes:
+        if self._done:
+            return b""
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError as e:
+            raise ProxyError(502, "upstream_protocol_error",
+                             f"the provider streamed an event that is not JSON: {e}") from e
+        kind = data.get("type", kind) if isinstance(data, dict) else kind
+        if kind == "error":
+            error = data.get("error") or {}
+            raise ProxyError(502, "upstream_error",
+                             f"the provider failed mid-stream: {error.get('message', error)}")
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self._head["id"] = "chatcmpl-" + str(message.get("id", "")).removeprefix("msg_")
+            self._head["model"] = message.get("model") or self._head["model"]
+            self._usage.update(message.get("usage") or {})
+            return self._chunk({"role": "assistant", "content": ""})
+        if kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                position = len(self._tools)
+                self._tools[data.get("index", 0)] = position
+                return self._chunk({"tool_calls": [{
+                    "index": position, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""}}]})
+            if block.get("type") == "text" and block.get("text"):
+                return self._chunk({"content": block["text"]})
+            return b""
+        if kind == "content_block_delta":
+            return self._delta(data.get("index", 0), data.get("delta") or {})
+        if kind == "message_delta":
+            self._stop = (data.get("delta") or {}).get("stop_reason") or self._stop
+            self._usage.update(data.get("usage") or {})
+            return b""
+        if kind == "message_stop":
+            return self._close()
+        return b""  # ping, content_block_stop, and events added to the API later
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return self._chunk({"content": delta.get("text", "")})
+        if kind == "thinking_delta":
+            return self._chunk({"reasoning_content": delta.get("thinking", "")})
+        if kind == "input_json_delta" and index in self._tools:
+            return self._chunk({"tool_calls": [{
+                "index": self._tools[index],
+                "function": {"arguments": delta.get("partial_json", "")}}]})
+        return b""  # signature_delta and the like carry nothing OpenAI clients can use
+
+    def _close(self) -> bytes:
+        self._done = True
+        out = self._chunk({}, STOP_TO_FINISH.get(self._stop or "end_turn", "stop"))
+        if self._include_usage:
+            usage = {**self._head, "choices": [], "usage": usage_to_openai(self._usage)}
+            out += b"data: " + orjson.dumps(usage) + b"\n\n"
+        return out + DONE
