@@ -113,6 +113,7 @@ def test_json_shape() -> None:
             "protocols": ["anthropic-messages", "openai-chat", "openai-embeddings"],
             "pathPrefix": "/t",
             "headers": {"x-a": "1"},
+            "canary": None,
         }
     ]
     (key,) = data["instances"]

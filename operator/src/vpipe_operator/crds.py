@@ -142,8 +142,9 @@ def _route_columns() -> list[Schema]:
     return [
         _column("Models", ".spec.match.models", "Model names this route takes."),
         _column("Pipeline", ".spec.pipeline", "Pipeline that serves the traffic."),
-        # Canary pipeline (.spec.canary.pipeline) and weight (.status.activeWeight) columns go
-        # here with the traffic-shifting work.
+        _column("Canary", ".spec.canary.pipeline", "Canary (V2) pipeline, if any."),
+        _column("Weight", ".spec.canary.weight", "Percent of traffic sent or mirrored to the "
+                "canary.", type_="integer"),
         _column("Priority", ".spec.priority", "Higher wins.", type_="integer"),
         *_status_columns(),
     ]

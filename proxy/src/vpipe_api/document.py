@@ -72,6 +72,13 @@ class PipelineDoc(_Doc):
     accepts: list[str]  # client protocols the chain serves
 
 
+class CanaryDoc(_Doc):
+    pipeline: str
+    weight: int
+    mode: str  # split | shadow
+    stickiness_header: str | None = None
+
+
 class RouteDoc(_Doc):
     name: str
     priority: int
@@ -80,6 +87,7 @@ class RouteDoc(_Doc):
     protocols: list[str]
     path_prefix: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    canary: CanaryDoc | None = None
 
 
 class ConfigDocument(_Doc):
@@ -148,9 +156,10 @@ def parse_document(raw: bytes | str) -> ConfigDocument:
                     f"{module.instance!r}, which the document does not define"
                 )
     for route in document.routes:
-        if route.pipeline not in document.pipelines:
-            raise DocumentError(
-                f"route {route.name!r} refers to pipeline {route.pipeline!r}, "
-                "which the document does not define"
-            )
+        for name in (route.pipeline, route.canary.pipeline if route.canary else route.pipeline):
+            if name not in document.pipelines:
+                raise DocumentError(
+                    f"route {route.name!r} refers to pipeline {name!r}, "
+                    "which the document does not define"
+                )
     return document

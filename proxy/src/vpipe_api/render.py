@@ -14,6 +14,7 @@ from vpipe_api.document import (
     CONFIGMAP_KEY,
     CONFIGMAP_NAME,
     REVISION_ANNOTATION,
+    CanaryDoc,
     ConfigDocument,
     InstanceDoc,
     ModuleRefDoc,
@@ -50,6 +51,7 @@ def render(
             protocols=list(r.protocols),
             path_prefix=r.route.spec.match.path_prefix,
             headers={k.lower(): v for k, v in r.route.spec.match.headers.items()},
+            canary=_canary(r.route),
         )
         for r in ordered
     ]
@@ -60,6 +62,15 @@ def render(
         routes=route_docs,
     )
     return document.with_revision()
+
+
+def _canary(route: Route) -> CanaryDoc | None:
+    canary = route.spec.canary
+    if canary is None:
+        return None
+    header = canary.stickiness.header if canary.stickiness else None
+    return CanaryDoc(pipeline=canary.pipeline, weight=canary.weight, mode=canary.mode,
+                     stickiness_header=header.lower() if header else None)
 
 
 def render_configmap(document: ConfigDocument) -> str:

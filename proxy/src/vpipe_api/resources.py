@@ -166,14 +166,47 @@ class RouteMatch(_Spec):
     )
 
 
+class Stickiness(_Spec):
+    """Which request property keeps a client on one version while the weight holds."""
+
+    header: str | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="Request header whose value is the key (e.g. x-user-id). Without it the key "
+        "is the OpenAI `user` / Anthropic `metadata.user_id` field, else the conversation's "
+        "first messages, so a multi-turn chat never flips versions mid-thread.",
+    )
+
+
+class Canary(_Spec):
+    """A second pipeline (V2) that takes a share of the Route's traffic or a shadow copy."""
+
+    pipeline: Name = Field(description="The canary (V2) Pipeline in the same namespace.")
+    weight: int = Field(
+        default=0, ge=0, le=100,
+        description="Percent of matching traffic sent to the canary (split mode) or mirrored "
+        "to it (shadow mode).",
+    )
+    mode: Literal["split", "shadow"] = Field(
+        default="split",
+        description="split: the canary answers its share. shadow: V1 answers every request and "
+        "a copy goes to V2 in the background to be compared.",
+    )
+    stickiness: Stickiness | None = Field(
+        default=None, description="What keeps a client on one version; see Stickiness."
+    )
+
+
 class RouteSpec(_Spec):
-    """Send matching requests through a pipeline."""
+    """Send matching requests through a pipeline, and optionally a share to a canary."""
 
     match: RouteMatch = Field(description="Which requests this Route takes.")
     priority: int = Field(
         default=0, ge=-1000000, le=1000000, description="Higher wins; ties must not overlap."
     )
     pipeline: Name = Field(description="Pipeline in the same namespace that serves the traffic.")
+    canary: Canary | None = Field(
+        default=None, description="Optional canary (V2) pipeline and its traffic share."
+    )
 
 
 class Pipeline(BaseModel):

@@ -94,6 +94,7 @@ def validate(
             continue  # the pipeline's own issues are already reported
         protocols, found = _route_protocols(route, pipeline_result)
         issues += found
+        issues += _canary_issues(route, protocols, resolved, known, namespace)
         resolved_routes.append(ResolvedRoute(route, protocols))
 
     issues += _priority_ties(resolved_routes, compiled)
@@ -174,6 +175,30 @@ def _route_protocols(
                 "it to a pipeline whose provider speaks it",
             ))
     return tuple(dict.fromkeys(route.spec.match.protocols)), issues
+
+
+def _canary_issues(route: Route, protocols: tuple[str, ...], resolved: dict[str, ResolvedPipeline],
+                   known: set[str], namespace: str) -> list[Issue]:
+    """The canary must exist, differ from the stable pipeline, and serve the same protocols."""
+    canary = route.spec.canary
+    if canary is None:
+        return []
+    field = "spec.canary.pipeline"
+    if canary.pipeline == route.spec.pipeline:
+        return [Issue(route.ref, field, f"the canary is the stable pipeline '{canary.pipeline}'; "
+                      "name a different Pipeline, or remove spec.canary")]
+    if canary.pipeline not in known:
+        return [Issue(route.ref, field, f"canary Pipeline '{canary.pipeline}' does not exist in "
+                      f"namespace '{namespace}'; create it or fix the name")]
+    target = resolved.get(canary.pipeline)
+    if target is None:
+        return []  # its own issues are reported
+    missing = [p for p in protocols if p not in target.accepts]
+    if missing:
+        return [Issue(route.ref, field, f"canary Pipeline '{canary.pipeline}' cannot serve "
+                      f"{', '.join(missing)}, which this Route takes; a request must be servable "
+                      "by either version")]
+    return []
 
 
 def _priority_ties(
