@@ -62,9 +62,9 @@ async def test_metrics_count_requests_by_route_and_status(proxy: ProxyServer) ->
             await client.chat.completions.create(model="nope",
                                                  messages=[{"role": "user", "content": "x"}])
     _, text = await get(proxy, "/metrics")
-    assert ('vpipe_requests_total{module="mock",pipeline="mock-v1",protocol="openai-chat",'
-            'route="mock",status="200"} 1.0') in text.replace('module="upstream"', 'module="mock"')
-    assert 'route="-",status="404"} 1.0' in text
+    assert ('vpipe_requests_total{module="upstream",pipeline="mock-v1",protocol="openai-chat",'
+            'route="mock",status="200",version="v1"} 1.0') in text
+    assert 'route="-",status="404",version="-"} 1.0' in text
     assert 'vpipe_stream_first_chunk_seconds_count{pipeline="fake-v1",route="fake"} 1.0' in text
     assert "vpipe_live_instances 2.0" in text
     assert f'vpipe_config_info{{revision="{proxy.reloader.current.revision}"}} 1.0' in text  # type: ignore[union-attr]

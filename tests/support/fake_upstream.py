@@ -8,6 +8,7 @@ The proxy forwards the model name, so a test picks the upstream's behaviour per 
 - `slow-<seconds>`: wait before sending headers
 - `drop-<n>`: stream n chunks, then cut the connection mid-stream
 - `stall-<n>`: stream n chunks, then hang until the client goes away
+- `pause-<seconds>`: stream one chunk, wait, then finish normally
 - `tools`: call the tool `get_weather`; streamed, its arguments arrive in fragments
 - `reasoning`: reasoning_content first, then the answer (as DeepSeek's reasoner does)
 `POST /v1/messages` answers the same names in Anthropic's shape (normal, `status-<code>`,
@@ -141,7 +142,7 @@ class FakeUpstream:
         try:
             for word in words[:limit]:
                 await response.write(_chunk(model, {"content": word}))
-                await asyncio.sleep(0)
+                await asyncio.sleep(float(arg) if kind == "pause" and word == "fake" else 0)
             if kind == "drop":
                 assert request.transport is not None
                 request.transport.abort()

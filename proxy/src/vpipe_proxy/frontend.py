@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,8 @@ from vpipe_proxy.llmswitch.anthropic_openai import TOOL_ARGUMENTS_INVALID, UNSUP
 from vpipe_proxy.metrics import UNROUTED
 from vpipe_proxy.modules import Call, Reply
 from vpipe_proxy.routing import CompiledRoute
-from vpipe_proxy.runtime import Runtime
+from vpipe_proxy.shadow import summarize
+from vpipe_proxy.splitter import V1, V2, VERSION_HEADER, bucket, in_canary, sticky_key
 from vpipe_proxy.state import STATE, ProxyState
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
                                          "loaded yet; see the admin port's /readyz."), dialect)
     runtime.enter()
     route: CompiledRoute | None = None
-    module = UNROUTED
+    module = pipeline = version = UNROUTED
     status = 500
     try:
         body, raw = await _read_json(request, state.settings.max_body_bytes)
@@ -163,47 +164,82 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             raise ProxyError(404, "model_not_found",
                              runtime.router.no_route_message(model, protocol, prefix,
                                                              request.headers), param="model")
-        chain = runtime.chains[route.pipeline]
+        version, shadow = _assign(route, body, request.headers, state)
+        pipeline = route.canary.pipeline if version == V2 and route.canary else route.pipeline
+        chain = runtime.chains[pipeline]
         module = chain.provider_name
+        copy = None
+        if shadow and route.canary is not None:
+            if stream:
+                state.metrics.shadow_requests.labels(route.name, "skipped_stream").inc()
+            else:  # parsed again: providers may rewrite the body V1 gets (model mapping)
+                copy = Call(protocol=protocol, endpoint=dialect.endpoint, body=orjson.loads(raw),
+                            raw=raw, model=model, stream=False, headers=request.headers,
+                            route=route.name, pipeline=route.canary.pipeline)
         call = Call(protocol=protocol, endpoint=dialect.endpoint, body=body, raw=raw,
                     model=model, stream=stream, headers=request.headers, route=route.name,
-                    pipeline=route.pipeline)
+                    pipeline=pipeline)
         reply = await chain.runners[protocol](call)
         status = reply.status
         if reply.chunks is not None:
-            return await _write_stream(request, reply, route, module, state, started, dialect)
+            return await _write_stream(request, reply, route, pipeline, version, module, state,
+                                       started, dialect)
+        if copy is not None:
+            v1 = summarize(protocol, reply.status, time.perf_counter() - started, reply.body)
+            state.shadow.submit(runtime, runtime.chains[copy.pipeline].runners[protocol], copy, v1)
         return web.Response(status=reply.status, body=reply.body,
-                            headers=_headers(reply, route, runtime))
+                            headers=_headers(reply, route.name, pipeline, version))
     except ProxyError as e:
         status = e.status
         if route is not None:
             kind = TRANSLATION_KINDS.get(e.code)
             if kind is not None:
-                state.metrics.translation_event(route.name, route.pipeline, kind)
+                state.metrics.translation_event(route.name, pipeline, kind)
             if status >= 500:
-                state.metrics.upstream_error(route.pipeline, module, e.code)
+                state.metrics.upstream_error(pipeline, module, e.code)
         return error_response(e, dialect)
     finally:
         runtime.exit()
-        state.metrics.request_done(
-            route.name if route else UNROUTED, route.pipeline if route else UNROUTED, module,
-            protocol, status, time.perf_counter() - started)
+        state.metrics.request_done(route.name if route else UNROUTED, pipeline, version, module,
+                                   protocol, status, time.perf_counter() - started)
 
 
-def _headers(reply: Reply, route: CompiledRoute, runtime: Runtime) -> dict[str, str]:
-    headers = {"Content-Type": reply.content_type, "x-vpipe-route": route.name,
-               "x-vpipe-pipeline": route.pipeline}
+def _assign(route: CompiledRoute, body: dict[str, Any], headers: Mapping[str, str],
+            state: ProxyState) -> tuple[str, bool]:
+    """(version that answers, whether V2 also gets a shadow copy) for one request."""
+    canary = route.canary
+    if canary is None:
+        return V1, False
+    if state.settings.allow_version_override:
+        forced = headers.get(VERSION_HEADER)
+        if forced is not None:
+            if forced not in (V1, V2):
+                raise bad_request(f"header {VERSION_HEADER} must be v1 or v2, got {forced!r}.")
+            return forced, False
+    if canary.weight == 0:
+        return V1, False
+    key = sticky_key(body, headers, canary.stickiness_header)
+    if not in_canary(bucket(route.name, key), canary.weight):
+        return V1, False
+    return (V1, True) if canary.mode == "shadow" else (V2, False)
+
+
+def _headers(reply: Reply, route: str, pipeline: str, version: str) -> dict[str, str]:
+    headers = {"Content-Type": reply.content_type, "x-vpipe-route": route,
+               "x-vpipe-pipeline": pipeline, VERSION_HEADER: version}
     if reply.headers:
         headers.update(reply.headers)
     return headers
 
 
-async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute, module: str,
-                        state: ProxyState, started: float, dialect: Dialect) -> web.StreamResponse:
+async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute, pipeline: str,
+                        version: str, module: str, state: ProxyState, started: float,
+                        dialect: Dialect) -> web.StreamResponse:
     assert reply.chunks is not None
     response = web.StreamResponse(
         status=reply.status,
-        headers={**_SSE_HEADERS, "x-vpipe-route": route.name, "x-vpipe-pipeline": route.pipeline},
+        headers={**_SSE_HEADERS, "x-vpipe-route": route.name, "x-vpipe-pipeline": pipeline,
+                 VERSION_HEADER: version},
     )
     chunks = reply.chunks
     try:
@@ -212,15 +248,15 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
         try:
             async for chunk in chunks:
                 if first:
-                    state.metrics.stream_first_chunk(route.name, route.pipeline,
+                    state.metrics.stream_first_chunk(route.name, pipeline,
                                                      time.perf_counter() - started)
                     first = False
                 await response.write(chunk)
         except ProxyError as e:
             # Headers are gone already: tell the client in-band, in its protocol's way.
             log.warning("stream on route %s failed: %s", route.name, e.message)
-            state.metrics.translation_event(route.name, route.pipeline, "stream_abort")
-            state.metrics.upstream_error(route.pipeline, module, e.code)
+            state.metrics.translation_event(route.name, pipeline, "stream_abort")
+            state.metrics.upstream_error(pipeline, module, e.code)
             await response.write(dialect.stream_error(e))
         await response.write_eof()
     finally:

@@ -21,12 +21,14 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "vpipe_requests", "Client requests answered, by route, pipeline, module and status.",
-            ["route", "pipeline", "module", "protocol", "status"], registry=r)
+            "vpipe_requests",
+            "Client requests answered, by route, pipeline, version (v1 stable, v2 canary), "
+            "module and status.",
+            ["route", "pipeline", "version", "module", "protocol", "status"], registry=r)
         self.duration = Histogram(
             "vpipe_request_duration_seconds",
-            "Time from request received to last byte sent, by route and pipeline.",
-            ["route", "pipeline", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
+            "Time from request received to last byte sent, by route, pipeline and version.",
+            ["route", "pipeline", "version", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
         self.first_chunk = Histogram(
             "vpipe_stream_first_chunk_seconds",
             "Time from request received to the first streamed chunk sent to the client.",
@@ -39,6 +41,21 @@ class Metrics:
             "Protocol-translation health: stream aborts, tool-call arguments that are not JSON, "
             "fields the provider cannot express, conversion errors.",
             ["route", "pipeline", "kind"], registry=r)
+        self.shadow_requests = Counter(
+            "vpipe_shadow_requests",
+            "Shadow copies by result: sent, dropped (concurrency limit), failed, skipped_stream.",
+            ["route", "result"], registry=r)
+        self.shadow_match = Counter(
+            "vpipe_shadow_match",
+            "Shadow comparisons by aspect (status, finish_reason, tool_calls) and whether V2 "
+            "matched V1.", ["route", "aspect", "match"], registry=r)
+        self.shadow_similarity = Histogram(
+            "vpipe_shadow_text_similarity",
+            "Word-set similarity (Jaccard, 0..1) of V2's answer text to V1's.", ["route"],
+            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0), registry=r)
+        self.shadow_latency_delta = Histogram(
+            "vpipe_shadow_latency_delta_seconds", "V2 latency minus V1 latency.", ["route"],
+            buckets=(-5, -1, -0.25, -0.05, 0, 0.05, 0.25, 1, 5), registry=r)
         self.reloads = Counter(
             "vpipe_config_reloads", "Config reload attempts by result (ok|failed).",
             ["result"], registry=r)
@@ -57,10 +74,10 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def request_done(self, route: str, pipeline: str, module: str, protocol: str, status: int,
-                     seconds: float) -> None:
-        self._child(self.requests, (route, pipeline, module, protocol, str(status))).inc()  # type: ignore[attr-defined]
-        self._child(self.duration, (route, pipeline, protocol)).observe(seconds)  # type: ignore[attr-defined]
+    def request_done(self, route: str, pipeline: str, version: str, module: str, protocol: str,
+                     status: int, seconds: float) -> None:
+        self._child(self.requests, (route, pipeline, version, module, protocol, str(status))).inc()  # type: ignore[attr-defined]
+        self._child(self.duration, (route, pipeline, version, protocol)).observe(seconds)  # type: ignore[attr-defined]
 
     def stream_first_chunk(self, route: str, pipeline: str, seconds: float) -> None:
         self._child(self.first_chunk, (route, pipeline)).observe(seconds)  # type: ignore[attr-defined]

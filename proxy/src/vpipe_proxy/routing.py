@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from vpipe_api.document import RouteDoc
+from vpipe_api.document import CanaryDoc, RouteDoc
 from vpipe_api.patterns import ModelPattern, compile_pattern
 
 _CACHE_LIMIT: Final = 10_000  # distinct model names remembered; cleared when full
@@ -26,6 +26,7 @@ class CompiledRoute:
     protocols: frozenset[str]
     path_prefix: str | None
     headers: tuple[tuple[str, str], ...]
+    canary: CanaryDoc | None = None
 
     def refusal(self, protocol: str, prefix: str, headers: Mapping[str, str]) -> str | None:
         """Why this route does not take a request its model patterns matched, or None."""
@@ -65,6 +66,7 @@ class Router:
                 protocols=frozenset(r.protocols),
                 path_prefix=r.path_prefix,
                 headers=tuple(sorted(r.headers.items())),
+                canary=r.canary,
             )
             for r in sorted(routes, key=lambda r: (-r.priority, r.name))
         )

@@ -24,6 +24,7 @@ from vpipe_proxy.pool import InstancePool
 from vpipe_proxy.registry import BuildContext, Registry
 from vpipe_proxy.reload import Reloader
 from vpipe_proxy.settings import Settings
+from vpipe_proxy.shadow import ShadowRunner
 from vpipe_proxy.sources import ConfigSource
 from vpipe_proxy.state import STATE, ProxyState
 
@@ -53,7 +54,9 @@ class ProxyServer:
                                warm_connections=settings.warm_connections)
         pool = InstancePool(registry or Registry(), context)
         self.reloader = Reloader(source, pool, self.metrics, drain_timeout=settings.drain_timeout)
-        self.state = ProxyState(settings, self.reloader, self.metrics)
+        self.shadow = ShadowRunner(self.metrics, settings.shadow_concurrency,
+                                   settings.shadow_log_sample, settings.shadow_log_contents)
+        self.state = ProxyState(settings, self.reloader, self.metrics, self.shadow)
         self._runners: list[web.AppRunner] = []
         self._watch: asyncio.Task[None] | None = None
         self.port = 0
@@ -102,6 +105,7 @@ class ProxyServer:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        await self.shadow.close()
         await self.reloader.close()
 
 

@@ -34,6 +34,16 @@ class Settings:
     closed anyway (VPIPE_DRAIN_TIMEOUT); bounds streams that never end."""
     shutdown_timeout: float = 30.0
     """Seconds to let in-flight requests finish on SIGTERM (VPIPE_SHUTDOWN_TIMEOUT)."""
+    allow_version_override: bool = True
+    """Honour the x-vpipe-version: v1|v2 request header that forces a Route's version, for
+    testing a canary before it takes traffic (VPIPE_ALLOW_VERSION_OVERRIDE)."""
+    shadow_concurrency: int = 32
+    """Shadow copies in flight at once (VPIPE_SHADOW_CONCURRENCY); beyond it a copy is dropped
+    and counted, never queued in front of client traffic."""
+    shadow_log_sample: float = 0.01
+    """Share of shadow comparisons written to the diff log, 0..1 (VPIPE_SHADOW_LOG_SAMPLE)."""
+    shadow_log_contents: bool = False
+    """Put answer texts in the diff log (VPIPE_SHADOW_LOG_CONTENTS); off: lengths only."""
     warm_connections: int = 1
     """Upstream connections each provider opens before ready (VPIPE_WARM_CONNECTIONS); 0 skips
     warm-up, for upstreams that are not reachable at start."""
@@ -49,7 +59,7 @@ class Settings:
             raw = environ[var]
             kind = type(getattr(cls, f.name))
             try:
-                value = kind(raw)
+                value = _parse_bool(var, raw) if kind is bool else kind(raw)
             except ValueError:
                 raise SettingsError(
                     f"Invalid {var}={raw!r}. Needs to be a {kind.__name__}."
@@ -59,3 +69,12 @@ class Settings:
             values[f.name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+
+def _parse_bool(var: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"Invalid {var}={raw!r}. Needs to be true or false.")

@@ -9,6 +9,7 @@ from aiohttp import web
 from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.reload import Reloader
 from vpipe_proxy.settings import Settings
+from vpipe_proxy.shadow import ShadowRunner
 
 
 @dataclass
@@ -16,6 +17,7 @@ class ProxyState:
     settings: Settings
     reloader: Reloader
     metrics: Metrics
+    shadow: ShadowRunner
 
 
 STATE = web.AppKey("vpipe_state", ProxyState)
