@@ -37,6 +37,11 @@ CONVERSIONS: Final[dict[str, frozenset[str]]] = {
     "openai-chat": frozenset({"anthropic-messages"}),
 }
 
+# Shapes each non-provider module type handles (protocol guard for the middle of a chain).
+MODULE_ACCEPTS: Final[dict[str, frozenset[str]]] = {
+    "compatibility": frozenset({"openai-chat", "openai-embeddings"}),
+}
+
 # Client protocols the proxy has a front end for in this version.
 SERVED_CLIENT_PROTOCOLS: Final[frozenset[str]] = frozenset(
     {"openai-chat", "openai-embeddings", "anthropic-messages"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -119,14 +120,66 @@ class ProviderSpec(_Spec):
         return data
 
 
+RuleOp = Literal["rename", "drop", "default", "clamp", "mapFinishReason", "moveReasoning"]
+
+
+class CompatRule(_Spec):
+    """One rewrite. Which fields are used depends on `op`."""
+
+    op: RuleOp = Field(description="rename (field -> to), drop (field), default (field, value), "
+                       "clamp (field, min, max), mapFinishReason (value -> to), moveReasoning "
+                       "(field -> to, in reply messages and stream deltas).")
+    field: str | None = Field(default=None, min_length=1, max_length=128,
+                              description="Request field (dots reach into objects, e.g. "
+                              "stream_options.include_usage), or the reply field for moveReasoning.")
+    to: str | None = Field(default=None, min_length=1, max_length=128,
+                           description="New field name (rename, moveReasoning) or finish reason "
+                           "(mapFinishReason).")
+    value: str | None = Field(default=None, max_length=4096,
+                              description="default: a JSON value, e.g. '0.7' or '\"text\"'. "
+                              "mapFinishReason: the provider's finish reason.")
+    min: float | None = Field(default=None, description="clamp: lowest value allowed.")
+    max: float | None = Field(default=None, description="clamp: highest value allowed.")
+
+    @model_validator(mode="after")
+    def _fields_for_op(self) -> CompatRule:
+        needs = {"rename": ("field", "to"), "drop": ("field",), "default": ("field", "value"),
+                 "clamp": ("field",), "mapFinishReason": ("value", "to"),
+                 "moveReasoning": ("field",)}[self.op]
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"op {self.op} needs {', '.join(missing)}")
+        if self.op == "clamp" and self.min is None and self.max is None:
+            raise ValueError("op clamp needs min, max or both")
+        if self.op == "default":
+            try:
+                orjson.loads(self.value or "")
+            except orjson.JSONDecodeError as e:
+                raise ValueError(f"value {self.value!r} is not JSON ({e}); quote strings, "
+                                 "e.g. '\"auto\"'") from e
+        return self
+
+
+class CompatibilitySpec(_Spec):
+    """A preset by provider family and/or custom rules, applied in that order."""
+
+    preset: str | None = Field(default=None, description="Preset name: " + ", ".join(
+        ["deepseek", "glm", "qwen", "lmstudio", "ollama", "vllm", "azure-openai"]) + ".")
+    rules: list[CompatRule] = Field(default_factory=list, description="Custom rules, applied "
+                                    "after the preset's.")
+
+
 class ModuleSpec(_Spec):
     """One stage of a pipeline: a `type` and the configuration member of the same name."""
 
     name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)] | None = Field(
         default=None, description="Name used in metrics and errors; defaults to the type."
     )
-    type: Literal["provider"] = Field(description="Module type.")
+    type: Literal["provider", "compatibility"] = Field(description="Module type.")
     provider: ProviderSpec | None = Field(default=None, description="Set when type is provider.")
+    compatibility: CompatibilitySpec | None = Field(
+        default=None, description="Set when type is compatibility: rewrite rules for a "
+        "provider's quirks, placed before an openai-chat provider.")
 
     @model_validator(mode="after")
     def _member_matches_type(self) -> ModuleSpec:

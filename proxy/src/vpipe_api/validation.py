@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vpipe_api.compat import expand
 from vpipe_api.errors import ConfigInvalid, Issue
 from vpipe_api.patterns import ModelPattern, PatternError, compile_pattern, may_overlap
-from vpipe_api.protocols import pipeline_accepts
+from vpipe_api.protocols import CONVERSIONS, MODULE_ACCEPTS, pipeline_accepts
 from vpipe_api.resolve import resolve_provider
 from vpipe_api.resources import Pipeline, Route
 
@@ -131,6 +132,13 @@ def _resolve_pipeline(pipeline: Pipeline) -> tuple[ResolvedPipeline | None, list
             issues.append(Issue(pipeline.ref, field,
                                 "a provider must be the last module of a pipeline (it answers "
                                 "the request); move it to the end or remove the extra provider"))
+        if spec.compatibility is not None:
+            rules = expand(spec.compatibility)
+            if isinstance(rules, str):
+                issues.append(Issue(pipeline.ref, f"{field}.compatibility.preset", rules))
+            else:
+                dumped = [r.model_dump(by_alias=True, exclude_none=True) for r in rules]
+                modules.append(ResolvedModule(spec.display_name, spec.type, {"rules": dumped}))
         if spec.provider is not None:
             config, found = resolve_provider(spec.provider, pipeline.ref, f"{field}.provider")
             issues += found
@@ -143,7 +151,20 @@ def _resolve_pipeline(pipeline: Pipeline) -> tuple[ResolvedPipeline | None, list
                             "provider: {family: mock}})"))
     if issues:
         return None, issues
-    accepts = pipeline_accepts(str(modules[-1].config["protocol"]))
+    provider_protocol = str(modules[-1].config["protocol"])
+    for index, module in enumerate(modules[:-1]):
+        shapes = MODULE_ACCEPTS[module.type]
+        if provider_protocol not in shapes:
+            issues.append(Issue(pipeline.ref, f"spec.modules[{index}]",
+                                f"module '{module.name}' ({module.type}) handles "
+                                f"{', '.join(sorted(shapes))} requests, but the provider speaks "
+                                f"{provider_protocol}; remove the module or change the provider"))
+    if issues:
+        return None, issues
+    accepts = pipeline_accepts(provider_protocol)
+    for module in modules[:-1]:  # clients the llmswitch converts still reach every module
+        accepts = frozenset(p for p in accepts if p in MODULE_ACCEPTS[module.type]
+                            or p in CONVERSIONS)
     return ResolvedPipeline(pipeline.metadata.name, tuple(modules), accepts), []
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from vpipe_api.document import ProviderConfig
 from vpipe_api.families import IN_PROCESS_FAMILIES
+from vpipe_proxy.compatibility import CompatibilityModule
 from vpipe_proxy.errors import ConfigLoadError
 from vpipe_proxy.modules import Module
 from vpipe_proxy.providers.http import HTTPProvider
@@ -54,7 +55,10 @@ class Registry:
     """Maps module types to factories; extend with `register` (e.g. from entry points)."""
 
     def __init__(self) -> None:
-        self._factories: dict[str, Factory] = {"provider": _provider}
+        self._factories: dict[str, Factory] = {
+            "provider": _provider,
+            "compatibility": lambda key, config, _: CompatibilityModule(key, config),
+        }
 
     def register(self, module_type: str, factory: Factory) -> None:
         if module_type in self._factories:
