@@ -244,12 +244,13 @@ def test_examples_load_and_render() -> None:
 def test_example_providers_load_and_render() -> None:
     resources = load_resources([EXAMPLES / "providers"])
     assert names(resources) == (
-        ["deepseek-v1", "local-ollama", "openai-v1"],
-        ["deepseek", "ollama", "openai"],
+        ["deepseek-v1", "glm-v1", "local-ollama", "openai-v1"],
+        ["deepseek", "glm", "ollama", "openai"],
     )
     document = render(resources.pipelines, resources.routes)
-    families = sorted(i.config["family"] for i in document.instances.values())
-    assert families == ["deepseek", "ollama", "openai"]
+    families = sorted(i.config["family"] for i in document.instances.values()
+                      if i.type == "provider")
+    assert families == ["deepseek", "glm", "ollama", "openai"]
     openai = next(i.config for i in document.instances.values() if i.config["family"] == "openai")
     assert openai["maxConnections"] == 200
     assert openai["timeouts"] == {"connect": 5.0, "firstByte": 60.0, "total": 300.0}
