@@ -251,6 +251,7 @@ def test_example_providers_load_and_render() -> None:
     families = sorted(i.config["family"] for i in document.instances.values()
                       if i.type == "provider")
     assert families == ["deepseek", "glm", "ollama", "openai"]
-    openai = next(i.config for i in document.instances.values() if i.config["family"] == "openai")
+    openai = next(i.config for i in document.instances.values()
+                  if i.config.get("family") == "openai")
     assert openai["maxConnections"] == 200
     assert openai["timeouts"] == {"connect": 5.0, "firstByte": 60.0, "total": 300.0}
