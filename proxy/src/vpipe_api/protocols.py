@@ -35,6 +35,8 @@ PROVIDER_ACCEPTS: Final[dict[str, frozenset[str]]] = {
 CONVERSIONS: Final[dict[str, frozenset[str]]] = {
     "anthropic-messages": frozenset({"openai-chat"}),
     "openai-chat": frozenset({"anthropic-messages"}),
+    # Through Chat Completions: to an openai-chat provider directly, to Anthropic in two steps.
+    "openai-responses": frozenset({"openai-chat", "anthropic-messages"}),
 }
 
 # Shapes each non-provider module type handles (protocol guard for the middle of a chain).
@@ -44,7 +46,7 @@ MODULE_ACCEPTS: Final[dict[str, frozenset[str]]] = {
 
 # Client protocols the proxy has a front end for in this version.
 SERVED_CLIENT_PROTOCOLS: Final[frozenset[str]] = frozenset(
-    {"openai-chat", "openai-embeddings", "anthropic-messages"}
+    {"openai-chat", "openai-embeddings", "anthropic-messages", "openai-responses"}
 )
 
 

@@ -132,10 +132,28 @@ def _check_messages(body: dict[str, Any]) -> bool:
     return bool(stream)
 
 
+def _check_responses(body: dict[str, Any]) -> bool:
+    if not isinstance(body.get("input"), (str, list)) or not body["input"]:
+        raise bad_request("'input' is required: a string or a non-empty array of input items.",
+                          param="input")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise bad_request("'stream' must be true or false.", param="stream")
+    return bool(stream)
+
+
+def _responses_stream_error(error: ProxyError) -> bytes:
+    event = {"type": "error", "code": error.code, "message": error.message,
+             "param": error.param, "sequence_number": 0}
+    return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
 OPENAI_CHAT = Dialect("openai-chat", "/chat/completions", _check_chat, _openai_error,
                       lambda e: b"data: " + e.openai_body() + b"\n\n")
 OPENAI_EMBEDDINGS = Dialect("openai-embeddings", "/embeddings", _check_embeddings, _openai_error,
                             lambda e: b"data: " + e.openai_body() + b"\n\n")
+OPENAI_RESPONSES = Dialect("openai-responses", "/responses", _check_responses, _openai_error,
+                           _responses_stream_error)
 ANTHROPIC_MESSAGES = Dialect("anthropic-messages", "/messages", _check_messages, anthropic_body,
                              lambda e: b"event: error\ndata: " + anthropic_body(e) + b"\n\n")
 
@@ -280,6 +298,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _serve(request, ANTHROPIC_MESSAGES)
 
 
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, OPENAI_RESPONSES)
+
+
 async def models(request: web.Request) -> web.Response:
     """Models the routes accept: exact names as model objects, patterns listed beside them."""
     runtime = request.app[STATE].reloader.current
@@ -303,7 +325,7 @@ async def models(request: web.Request) -> web.Response:
 
 
 _METHODS = {"/v1/chat/completions": "POST", "/v1/embeddings": "POST", "/v1/models": "GET",
-            "/v1/messages": "POST"}
+            "/v1/messages": "POST", "/v1/responses": "POST"}
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -316,7 +338,8 @@ async def not_found(request: web.Request) -> web.Response:
     return error_response(ProxyError(
         404, "unknown_endpoint",
         f"{request.method} {request.path} is not an endpoint of this proxy; it serves "
-        "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages and GET /v1/models."),
+        "POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, POST /v1/messages "
+        "and GET /v1/models."),
         dialect)
 
 
@@ -325,5 +348,6 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(prefix + "/v1/chat/completions", chat_completions)
         app.router.add_post(prefix + "/v1/embeddings", embeddings)
         app.router.add_post(prefix + "/v1/messages", messages)
+        app.router.add_post(prefix + "/v1/responses", responses)
         app.router.add_get(prefix + "/v1/models", models)
     app.router.add_route("*", "/{tail:.*}", not_found)

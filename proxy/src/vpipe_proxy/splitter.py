@@ -50,9 +50,11 @@ def sticky_key(body: dict[str, Any], headers: Mapping[str, str], header: str | N
             user = metadata.get("user_id")
     if user:
         return b"u:" + str(user).encode()
-    messages = body.get("messages")
+    messages = body.get("messages", body.get("input"))
+    if isinstance(messages, str):  # a Responses request with a single string input
+        return b"c:" + orjson.dumps([body.get("instructions"), messages])
     if isinstance(messages, list) and messages:
-        opening = [body.get("system")]
+        opening = [body.get("system", body.get("instructions"))]
         for message in messages:
             opening.append(message)
             if isinstance(message, dict) and message.get("role") == "user":

@@ -12,9 +12,10 @@ from typing import Protocol
 import orjson
 
 from vpipe_proxy.errors import ProxyError
-from vpipe_proxy.llmswitch import anthropic_openai, openai_anthropic
+from vpipe_proxy.llmswitch import anthropic_openai, openai_anthropic, responses_openai
 from vpipe_proxy.llmswitch.anthropic_openai_stream import OpenAIToAnthropicStream
 from vpipe_proxy.llmswitch.openai_anthropic_stream import AnthropicToOpenAIStream
+from vpipe_proxy.llmswitch.responses_openai_stream import ChatToResponsesStream
 from vpipe_proxy.modules import Call, Next, Reply
 
 Switch = Callable[[Next], Next]
@@ -104,7 +105,33 @@ def openai_to_anthropic(provider: Next) -> Next:
     return switch
 
 
+def responses_to_chat(provider: Next) -> Next:
+    async def switch(call: Call) -> Reply:
+        inner = Call(protocol="openai-chat", endpoint="/chat/completions",
+                     body=responses_openai.request_to_chat(call.body), raw=b"",
+                     model=call.model, stream=call.stream, headers=call.headers,
+                     route=call.route, pipeline=call.pipeline)
+        reply = await provider(inner)
+        if reply.status != 200:
+            raise _provider_error(reply)
+        if reply.chunks is not None:
+            return Reply(200, chunks=_converted(reply.chunks, ChatToResponsesStream(call.body)),
+                         content_type="text/event-stream", release=reply.release)
+        try:
+            data = orjson.loads(reply.body)
+        except orjson.JSONDecodeError as e:
+            raise ProxyError(502, "upstream_protocol_error",
+                             f"the provider's reply is not JSON: {e}") from e
+        response = responses_openai.response_from_chat(data, call.body)
+        return Reply(200, body=orjson.dumps(response), headers=reply.headers)
+
+    return switch
+
+
 _SWITCHES: dict[tuple[str, str], Switch] = {
+    ("openai-responses", "openai-chat"): responses_to_chat,
+    ("openai-responses", "anthropic-messages"):
+        lambda provider: responses_to_chat(openai_to_anthropic(provider)),
     ("anthropic-messages", "openai-chat"): anthropic_to_openai,
     ("openai-chat", "anthropic-messages"): openai_to_anthropic,
 }
