@@ -110,7 +110,7 @@ def test_json_shape() -> None:
             "priority": 3,
             "pipeline": "p",
             "models": ["gpt-*"],
-            "protocols": ["anthropic-messages", "openai-chat", "openai-embeddings"],
+            "protocols": ["anthropic-messages", "openai-chat", "openai-embeddings", "openai-responses"],
             "pathPrefix": "/t",
             "headers": {"x-a": "1"},
             "canary": None,
@@ -120,7 +120,7 @@ def test_json_shape() -> None:
     assert data["pipelines"] == {
         "p": {
             "modules": [{"name": "m", "type": "provider", "instance": key}],
-            "accepts": ["anthropic-messages", "openai-chat", "openai-embeddings"],
+            "accepts": ["anthropic-messages", "openai-chat", "openai-embeddings", "openai-responses"],
         }
     }
     assert data["instances"][key]["config"]["modelMap"] == {"a": "b"}

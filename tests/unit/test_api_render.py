@@ -258,7 +258,7 @@ def test_pipeline_doc_lists_modules_and_accepts() -> None:
     doc = render([pipe("p", {"family": "mock"}, "answer")], [])
     pipeline = doc.pipelines["p"]
     assert [(m.name, m.type) for m in pipeline.modules] == [("answer", "provider")]
-    assert pipeline.accepts == ["anthropic-messages", "openai-chat", "openai-embeddings"]
+    assert pipeline.accepts == ["anthropic-messages", "openai-chat", "openai-embeddings", "openai-responses"]
     assert render([pipe("p", {"family": "mock"})], []).pipelines["p"].modules[0].name == "provider"
 
 
@@ -280,7 +280,8 @@ def test_routes_ordered_by_priority_desc_then_name() -> None:
 def test_route_protocols_default_to_pipeline_accepts() -> None:
     pipelines, routes = sample()
     by_name = {r.name: r for r in render(pipelines, routes).routes}
-    assert by_name["gpts"].protocols == ["anthropic-messages", "openai-chat", "openai-embeddings"]
+    assert by_name["gpts"].protocols == [
+        "anthropic-messages", "openai-chat", "openai-embeddings", "openai-responses"]
     assert by_name["embed"].protocols == ["openai-embeddings"]
 
 

@@ -128,7 +128,7 @@ def test_valid_config_resolves_pipelines_and_routes() -> None:
     assert result.namespace == "default"
     assert list(result.pipelines) == ["p"]
     assert result.pipelines["p"].accepts == frozenset(
-        {"anthropic-messages", "openai-chat", "openai-embeddings"})
+        {"anthropic-messages", "openai-chat", "openai-embeddings", "openai-responses"})
     assert [r.route.metadata.name for r in result.routes] == ["r"]
 
 
@@ -436,14 +436,15 @@ def test_every_bad_pattern_of_a_route_is_reported() -> None:
 
 
 def test_protocol_guard_names_pipeline_and_module() -> None:
-    routes = [route("r", ["m"], protocols=["openai-chat", "openai-responses"])]
-    issue = only_issue([pipe("p", module(MOCK, "fake"))], routes)
+    anthropic = {"family": "anthropic", "credentials": CREDS}
+    routes = [route("r", ["m"], protocols=["anthropic-messages", "openai-embeddings"])]
+    issue = only_issue([pipe("p", module(anthropic, "claude"))], routes)
     assert issue.resource == "Route/default/r"
     assert issue.field == "spec.match.protocols[1]"
-    assert "client protocol 'openai-responses' cannot flow through Pipeline 'p'" in issue.message
-    assert "module 'fake' (protocol openai-chat)" in issue.message
-    assert "accepts only anthropic-messages, openai-chat, openai-embeddings" in issue.message
-    assert "remove 'openai-responses' here" in issue.message
+    assert "client protocol 'openai-embeddings' cannot flow through Pipeline 'p'" in issue.message
+    assert "module 'claude' (protocol anthropic-messages)" in issue.message
+    assert "accepts only anthropic-messages, openai-chat, openai-responses" in issue.message
+    assert "remove 'openai-embeddings' here" in issue.message
 
 
 def test_protocol_guard_accepts_served_protocols() -> None:
@@ -453,7 +454,8 @@ def test_protocol_guard_accepts_served_protocols() -> None:
 
 def test_route_protocols_default_to_what_the_pipeline_accepts() -> None:
     result = validate([pipe("p")], [route("r", ["m"])])
-    assert result.routes[0].protocols == ("anthropic-messages", "openai-chat", "openai-embeddings")
+    assert result.routes[0].protocols == (
+        "anthropic-messages", "openai-chat", "openai-embeddings", "openai-responses")
 
 
 def test_unknown_client_protocol_is_a_schema_error() -> None:

@@ -46,7 +46,9 @@ def test_key_precedence() -> None:
     assert sticky_key(body, {"x-user": "h1"}, "x-user") == b"h:h1"
     assert sticky_key(body, {}, "x-user") == b"u:u1"
     assert sticky_key({"metadata": {"user_id": "a1"}, "messages": []}, {}, None) == b"u:a1"
-    assert sticky_key({"input": "x"}, {}, None) is None
+    assert sticky_key({"input": ["t"]}, {}, None) is not None  # a Responses conversation
+    assert sticky_key({"instructions": "i", "input": "x"}, {}, None) == b'c:["i","x"]'
+    assert sticky_key({"model": "text-embedding-3-small"}, {}, None) is None
 
 
 def test_conversation_key_survives_later_turns() -> None:
