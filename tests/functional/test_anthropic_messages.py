@@ -172,6 +172,13 @@ async def test_missing_max_tokens_is_400_in_anthropic_shape(proxy: ProxyServer) 
     assert "'max_tokens'" in body["error"]["message"]
 
 
+async def test_count_tokens_needs_an_anthropic_provider(client: AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.count_tokens(model="mock-claude", messages=HELLO)
+    assert "answered only by providers that speak anthropic-messages" in caught.value.message
+    assert "'mock-v1' ends in a provider speaking openai-chat" in caught.value.message
+
+
 async def test_no_route_is_404(client: AsyncAnthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
         await client.messages.create(model="gpt-unknown", max_tokens=5, messages=HELLO)

@@ -156,6 +156,14 @@ async def test_stream_cut_midway_is_an_error(oai: AsyncOpenAI) -> None:
             pass
 
 
+async def test_count_tokens_passes_through(proxy: ProxyServer, fake: FakeUpstream) -> None:
+    async with AsyncAnthropic(base_url=proxy.url, api_key="unused", max_retries=0) as client:
+        counted = await client.messages.count_tokens(model="claude-latest", messages=HELLO)
+    assert counted.input_tokens == 11
+    assert fake.requests[-1].path == "/v1/messages/count_tokens"
+    assert fake.requests[-1].body["model"] == "claude-upstream"
+
+
 async def test_anthropic_client_sees_anthropic_errors(proxy: ProxyServer) -> None:
     async with AsyncAnthropic(base_url=proxy.url, api_key="unused", max_retries=0) as client:
         with pytest.raises(anthropic.APIStatusError) as caught:

@@ -52,6 +52,7 @@ class Dialect:
     check: Callable[[dict[str, Any]], bool]  # validates the body; returns whether it streams
     error_body: Callable[[ProxyError], bytes]
     stream_error: Callable[[ProxyError], bytes]  # in-band error once a stream has started
+    native_only: bool = False  # only a provider speaking `protocol` itself can answer
 
 
 def error_response(error: ProxyError, dialect: Dialect | None = None) -> web.Response:
@@ -152,6 +153,16 @@ OPENAI_CHAT = Dialect("openai-chat", "/chat/completions", _check_chat, _openai_e
                       lambda e: b"data: " + e.openai_body() + b"\n\n")
 OPENAI_EMBEDDINGS = Dialect("openai-embeddings", "/embeddings", _check_embeddings, _openai_error,
                             lambda e: b"data: " + e.openai_body() + b"\n\n")
+def _check_count_tokens(body: dict[str, Any]) -> bool:
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise bad_request("'messages' must be a non-empty array of {role, content} objects.",
+                          param="messages")
+    return False
+
+
+ANTHROPIC_COUNT_TOKENS = Dialect(
+    "anthropic-messages", "/messages/count_tokens", _check_count_tokens, anthropic_body,
+    lambda e: b"event: error\ndata: " + anthropic_body(e) + b"\n\n", native_only=True)
 OPENAI_RESPONSES = Dialect("openai-responses", "/responses", _check_responses, _openai_error,
                            _responses_stream_error)
 ANTHROPIC_MESSAGES = Dialect("anthropic-messages", "/messages", _check_messages, anthropic_body,
@@ -186,8 +197,13 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         pipeline = route.canary.pipeline if version == V2 and route.canary else route.pipeline
         chain = runtime.chains[pipeline]
         module = chain.provider_name
+        if dialect.native_only and protocol not in chain.provider.accepts:
+            raise ProxyError(400, "unsupported_endpoint",
+                             f"{request.path} is answered only by providers that speak {protocol}; "
+                             f"pipeline '{pipeline}' ends in a provider speaking {chain.provider.protocol}",
+                             param="model")
         copy = None
-        if shadow and route.canary is not None:
+        if shadow and route.canary is not None and not dialect.native_only:
             if stream:
                 state.metrics.shadow_requests.labels(route.name, "skipped_stream").inc()
             else:  # parsed again: providers may rewrite the body V1 gets (model mapping)
@@ -298,6 +314,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _serve(request, ANTHROPIC_MESSAGES)
 
 
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, ANTHROPIC_COUNT_TOKENS)
+
+
 async def responses(request: web.Request) -> web.StreamResponse:
     return await _serve(request, OPENAI_RESPONSES)
 
@@ -348,6 +368,7 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(prefix + "/v1/chat/completions", chat_completions)
         app.router.add_post(prefix + "/v1/embeddings", embeddings)
         app.router.add_post(prefix + "/v1/messages", messages)
+        app.router.add_post(prefix + "/v1/messages/count_tokens", count_tokens)
         app.router.add_post(prefix + "/v1/responses", responses)
         app.router.add_get(prefix + "/v1/models", models)
     app.router.add_route("*", "/{tail:.*}", not_found)
