@@ -44,7 +44,60 @@ class FakeUpstream:
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+        app.router.add_post("/v1/responses", self.responses)
         return app
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """A Responses API upstream: text, or a function call for model `tools`."""
+        body = await request.json()
+        self.requests.append(Seen(request.path, dict(request.headers), body))
+        model: str = body["model"]
+        items = body.get("input")
+        said = items if isinstance(items, str) else next(
+            (i["content"] if isinstance(i["content"], str) else i["content"][0]["text"]
+             for i in reversed(items) if i.get("role") == "user"), "")
+        text = f"fake says: {said}"
+        output: list[dict[str, Any]] = [{"type": "message", "id": "msg_1", "role": "assistant",
+                                         "status": "completed", "content": [
+                                             {"type": "output_text", "text": text,
+                                              "annotations": []}]}]
+        if model == "tools":
+            output.append({"type": "function_call", "id": "fc_1", "call_id": "call_9",
+                           "name": "get_weather", "arguments": '{"city": "Oslo"}',
+                           "status": "completed"})
+        response = {"id": "resp_fake", "object": "response", "created_at": 1, "model": model,
+                    "status": "completed", "output": output,
+                    "usage": {"input_tokens": 6, "output_tokens": 3, "total_tokens": 9,
+                              "input_tokens_details": {"cached_tokens": 1},
+                              "output_tokens_details": {"reasoning_tokens": 0}}}
+        if not body.get("stream"):
+            return web.json_response(response)
+        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await stream.prepare(request)
+        seq = 0
+
+        async def send(kind: str, **data: Any) -> None:
+            nonlocal seq
+            await stream.write(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(
+                {"type": kind, "sequence_number": seq, **data}) + b"\n\n")
+            seq += 1
+
+        await send("response.created", response={**response, "status": "in_progress",
+                                                  "output": []})
+        await send("response.output_item.added", output_index=0,
+                   item={**output[0], "content": []})
+        for word in text.split(" "):
+            await send("response.output_text.delta", item_id="msg_1", output_index=0,
+                       content_index=0, delta=word + " ")
+        if model == "tools":
+            await send("response.output_item.added", output_index=1,
+                       item={**output[1], "arguments": ""})
+            for part in ('{"city"', ': "Oslo"}'):
+                await send("response.function_call_arguments.delta", item_id="fc_1",
+                           output_index=1, delta=part)
+        await send("response.completed", response=response)
+        await stream.write_eof()
+        return stream
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

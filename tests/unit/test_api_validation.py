@@ -343,31 +343,23 @@ def test_optional_credentials_are_fine_either_way() -> None:
     assert result.pipelines["without"].modules[0].config["auth"] == "none"
 
 
-def test_provider_protocol_not_implemented() -> None:
-    issue = provider_issue({"family": "openai", "protocol": "openai-responses",
-                            "credentials": CREDS})
-    assert (issue.resource, issue.field) == (
-        "Pipeline/default/p",
-        "spec.modules[0].provider.protocol",
-    )
-    assert "provider protocol 'openai-responses' (family openai)" in issue.message
-    assert "cannot be called by this version" in issue.message
-    assert "supported: anthropic-messages, openai-chat" in issue.message
+def test_every_provider_protocol_is_callable() -> None:
+    for protocol in ("openai-chat", "openai-responses", "anthropic-messages"):
+        spec = {"family": "openai", "protocol": protocol, "credentials": CREDS}
+        result = validate([pipe("p", module(spec))], [])
+        assert result.pipelines["p"].modules[0].config["protocol"] == protocol
 
 
-def test_explicit_unimplemented_protocol_overrides_family() -> None:
-    issue = provider_issue(
-        {"family": "openai", "protocol": "openai-responses", "credentials": CREDS}
-    )
-    assert issue.field == "spec.modules[0].provider.protocol"
-    assert "'openai-responses'" in issue.message
+def test_explicit_protocol_overrides_family() -> None:
+    result = validate([pipe("p", module({"family": "openai", "protocol": "openai-responses",
+                                         "credentials": CREDS}))], [])
+    assert result.pipelines["p"].accepts == frozenset(
+        {"openai-responses", "openai-chat", "anthropic-messages"})
 
 
 def test_provider_issues_of_one_module_are_all_reported() -> None:
-    found = issues_of([pipe("p", module({"family": "anthropic", "protocol": "openai-responses",
-                                         "baseUrl": "ftp://x"}))], [])
+    found = issues_of([pipe("p", module({"family": "anthropic", "baseUrl": "ftp://x"}))], [])
     assert {i.field for i in found} == {
-        "spec.modules[0].provider.protocol",
         "spec.modules[0].provider.baseUrl",
         "spec.modules[0].provider.credentials",
     }

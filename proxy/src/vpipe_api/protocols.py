@@ -28,13 +28,14 @@ ENDPOINTS: Final[dict[str, str]] = {
 PROVIDER_ACCEPTS: Final[dict[str, frozenset[str]]] = {
     "openai-chat": frozenset({"openai-chat", "openai-embeddings"}),
     "anthropic-messages": frozenset({"anthropic-messages"}),
+    "openai-responses": frozenset({"openai-responses"}),
 }
 
 # Client protocol -> provider protocols an llmswitch converts it to. The proxy inserts the
 # llmswitch itself wherever a client's protocol differs from what the provider speaks.
 CONVERSIONS: Final[dict[str, frozenset[str]]] = {
-    "anthropic-messages": frozenset({"openai-chat"}),
-    "openai-chat": frozenset({"anthropic-messages"}),
+    "anthropic-messages": frozenset({"openai-chat", "openai-responses"}),
+    "openai-chat": frozenset({"anthropic-messages", "openai-responses"}),
     # Through Chat Completions: to an openai-chat provider directly, to Anthropic in two steps.
     "openai-responses": frozenset({"openai-chat", "anthropic-messages"}),
 }

@@ -48,7 +48,7 @@ def _provider(key: str, raw: dict[str, Any], context: BuildContext) -> Module:
                         warm_connections=context.warm_connections)
 
 
-HTTP_PROTOCOLS = frozenset({"openai-chat", "anthropic-messages"})
+HTTP_PROTOCOLS = frozenset({"openai-chat", "anthropic-messages", "openai-responses"})
 
 
 class Registry:

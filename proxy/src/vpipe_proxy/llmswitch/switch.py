@@ -12,7 +12,12 @@ from typing import Protocol
 import orjson
 
 from vpipe_proxy.errors import ProxyError
-from vpipe_proxy.llmswitch import anthropic_openai, openai_anthropic, responses_openai
+from vpipe_proxy.llmswitch import (
+    anthropic_openai,
+    openai_anthropic,
+    openai_responses,
+    responses_openai,
+)
 from vpipe_proxy.llmswitch.anthropic_openai_stream import OpenAIToAnthropicStream
 from vpipe_proxy.llmswitch.openai_anthropic_stream import AnthropicToOpenAIStream
 from vpipe_proxy.llmswitch.responses_openai_stream import ChatToResponsesStream
@@ -128,7 +133,36 @@ def responses_to_chat(provider: Next) -> Next:
     return switch
 
 
+def chat_to_responses(provider: Next) -> Next:
+    async def switch(call: Call) -> Reply:
+        inner = Call(protocol="openai-responses", endpoint="/responses",
+                     body=openai_responses.request_to_responses(call.body), raw=b"",
+                     model=call.model, stream=call.stream, headers=call.headers,
+                     route=call.route, pipeline=call.pipeline)
+        reply = await provider(inner)
+        if reply.status != 200:
+            raise _provider_error(reply)
+        if reply.chunks is not None:
+            options = call.body.get("stream_options")
+            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+            converter = openai_responses.ResponsesToChatStream(call.model, include_usage)
+            return Reply(200, chunks=_converted(reply.chunks, converter),
+                         content_type="text/event-stream", release=reply.release)
+        try:
+            data = orjson.loads(reply.body)
+        except orjson.JSONDecodeError as e:
+            raise ProxyError(502, "upstream_protocol_error",
+                             f"the provider's reply is not JSON: {e}") from e
+        completion = openai_responses.response_to_chat(data, call.model)
+        return Reply(200, body=orjson.dumps(completion), headers=reply.headers)
+
+    return switch
+
+
 _SWITCHES: dict[tuple[str, str], Switch] = {
+    ("openai-chat", "openai-responses"): chat_to_responses,
+    ("anthropic-messages", "openai-responses"):
+        lambda provider: anthropic_to_openai(chat_to_responses(provider)),
     ("openai-responses", "openai-chat"): responses_to_chat,
     ("openai-responses", "anthropic-messages"):
         lambda provider: responses_to_chat(openai_to_anthropic(provider)),
