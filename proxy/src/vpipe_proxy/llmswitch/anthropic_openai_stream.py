@@ -11,20 +11,19 @@ from typing import Any
 
 import orjson
 
-from vpipe_proxy.errors import ProxyError
 from vpipe_proxy.llmswitch.anthropic_openai import FINISH_TO_STOP, usage_to_anthropic
-from vpipe_proxy.sse import SSEDecoder
+from vpipe_proxy.llmswitch.stream_common import StreamConverter
 
 
 def sse_event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class OpenAIToAnthropicStream:
+class OpenAIToAnthropicStream(StreamConverter):
     """One stream's conversion state."""
 
     def __init__(self, model: str) -> None:
-        self._decoder = SSEDecoder()
+        super().__init__()
         self._model = model
         self._started = False
         self._block: str | None = None  # kind of the open content block
@@ -32,39 +31,17 @@ class OpenAIToAnthropicStream:
         self._tools: dict[int, int] = {}  # OpenAI tool_call index -> Anthropic block index
         self._finish: str | None = None
         self._usage: dict[str, Any] | None = None
-        self._done = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(e.data) for e in self._decoder.feed(chunk))
-
-    def finish(self) -> bytes:
-        """Call when the provider's stream ends; a stream cut short is an error."""
-        out = b"".join(self._event(e.data) for e in self._decoder.flush())
-        if not self._done:
-            if self._finish is None:
-                raise ProxyError(502, "upstream_protocol_error",
-                                 "the provider's stream ended before it finished the answer")
-            out += self._close()
-        return out
-
-    def _event(self, payload: str) -> bytes:
-        if self._done:
-            return b""
-        if payload == "[DONE]":
-            return self._close()
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError as e:
-            raise ProxyError(502, "upstream_protocol_error",
-                             f"the provider streamed an event that is not JSON: {e}") from e
-        if not isinstance(data, dict):
-            raise ProxyError(502, "upstream_protocol_error",
-                             "the provider streamed an event that is not a JSON object")
-        if data.get("error"):
-            error = data["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            raise ProxyError(502, "upstream_error", f"the provider failed mid-stream: {message}")
+    def _on_event(self, kind: str | None, data: dict[str, Any]) -> bytes:
         return self._chunk(data)
+
+    def _on_done(self) -> bytes:
+        return self._close()
+
+    def _ended_early(self) -> bytes:
+        if self._finish is None:  # no finish_reason: the answer was cut short
+            return super()._ended_early()
+        return self._close()
 
     def _start(self, data: dict[str, Any]) -> bytes:
         self._started = True

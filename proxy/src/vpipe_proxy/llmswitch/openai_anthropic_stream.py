@@ -11,54 +11,31 @@ from typing import Any
 
 import orjson
 
-from vpipe_proxy.errors import ProxyError
 from vpipe_proxy.llmswitch.openai_anthropic import STOP_TO_FINISH, usage_to_openai
-from vpipe_proxy.sse import SSEDecoder
+from vpipe_proxy.llmswitch.stream_common import StreamConverter
 
 DONE = b"data: [DONE]\n\n"
 
 
-class AnthropicToOpenAIStream:
+class AnthropicToOpenAIStream(StreamConverter):
     """One stream's conversion state."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self._decoder = SSEDecoder()
+        super().__init__()
         self._include_usage = include_usage
         self._head: dict[str, Any] = {"id": "chatcmpl-", "object": "chat.completion.chunk",
                                       "created": int(time.time()), "model": model}
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_call index
         self._usage: dict[str, Any] = {}
         self._stop: str | None = None
-        self._done = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(e.event, e.data) for e in self._decoder.feed(chunk))
-
-    def finish(self) -> bytes:
-        out = b"".join(self._event(e.event, e.data) for e in self._decoder.flush())
-        if not self._done:
-            raise ProxyError(502, "upstream_protocol_error",
-                             "the provider's stream ended before message_stop")
-        return out
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         data = {**self._head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
                                            "logprobs": None}]}
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
-    def _event(self, kind: str | None, payload: str) -> bytes:
-        if self._done:
-            return b""
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError as e:
-            raise ProxyError(502, "upstream_protocol_error",
-                             f"the provider streamed an event that is not JSON: {e}") from e
-        kind = data.get("type", kind) if isinstance(data, dict) else kind
-        if kind == "error":
-            error = data.get("error") or {}
-            raise ProxyError(502, "upstream_error",
-                             f"the provider failed mid-stream: {error.get('message', error)}")
+    def _on_event(self, kind: str | None, data: dict[str, Any]) -> bytes:
+        kind = data.get("type", kind)
         if kind == "message_start":
             message = data.get("message") or {}
             self._head["id"] = "chatcmpl-" + str(message.get("id", "")).removeprefix("msg_")

@@ -14,7 +14,7 @@ import orjson
 
 from vpipe_proxy.errors import ProxyError, bad_request
 from vpipe_proxy.llmswitch.anthropic_openai import UNSUPPORTED_FIELD
-from vpipe_proxy.sse import SSEDecoder
+from vpipe_proxy.llmswitch.stream_common import StreamConverter
 
 _KNOWN: Final = frozenset({
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
@@ -163,45 +163,23 @@ def response_to_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
             "usage": usage_to_chat(data.get("usage"))}
 
 
-class ResponsesToChatStream:
+class ResponsesToChatStream(StreamConverter):
     """Responses stream events -> chat.completion.chunk stream, one stream's state."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self._decoder = SSEDecoder()
+        super().__init__()
         self._include_usage = include_usage
         self._head: dict[str, Any] = {"id": "chatcmpl-", "object": "chat.completion.chunk",
                                       "created": int(time.time()), "model": model}
         self._tools: dict[str, int] = {}  # function_call item id -> chat tool_call index
-        self._done = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(e.data) for e in self._decoder.feed(chunk))
-
-    def finish(self) -> bytes:
-        out = b"".join(self._event(e.data) for e in self._decoder.flush())
-        if not self._done:
-            raise ProxyError(502, "upstream_protocol_error",
-                             "the provider's stream ended before response.completed")
-        return out
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         data = {**self._head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
                                            "logprobs": None}]}
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
-    def _event(self, payload: str) -> bytes:
-        if self._done:
-            return b""
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError as e:
-            raise ProxyError(502, "upstream_protocol_error",
-                             f"the provider streamed an event that is not JSON: {e}") from e
-        kind = data.get("type") if isinstance(data, dict) else None
-        if kind in ("error", "response.failed"):
-            error = data.get("error") or (data.get("response") or {}).get("error") or data
-            raise ProxyError(502, "upstream_error",
-                             f"the provider failed mid-stream: {error.get('message', error)}")
+    def _on_event(self, kind: str | None, data: dict[str, Any]) -> bytes:
+        kind = data.get("type", kind)
         if kind == "response.created":
             response = data.get("response") or {}
             self._head["id"] = chat_id(str(response.get("id", "")))

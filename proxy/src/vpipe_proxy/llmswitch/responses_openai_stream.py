@@ -11,22 +11,21 @@ from typing import Any
 
 import orjson
 
-from vpipe_proxy.errors import ProxyError
 from vpipe_proxy.llmswitch.responses_openai import (
     envelope,
     response_id,
     status_of,
     usage_to_responses,
 )
-from vpipe_proxy.sse import SSEDecoder
+from vpipe_proxy.llmswitch.stream_common import StreamConverter
 
 
-class ChatToResponsesStream:
+class ChatToResponsesStream(StreamConverter):
     """One stream's conversion state."""
 
     def __init__(self, request: dict[str, Any]) -> None:
+        super().__init__()
         self._request = request
-        self._decoder = SSEDecoder()
         self._seq = 0
         self._response: dict[str, Any] | None = None
         self._items: list[dict[str, Any]] = []
@@ -34,41 +33,21 @@ class ChatToResponsesStream:
         self._tools: dict[int, int] = {}  # chat tool_call index -> output index
         self._finish: str | None = None
         self._usage: Any = None
-        self._done = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(e.data) for e in self._decoder.feed(chunk))
+    def _on_done(self) -> bytes:
+        return self._complete()
 
-    def finish(self) -> bytes:
-        out = b"".join(self._event(e.data) for e in self._decoder.flush())
-        if not self._done:
-            if self._finish is None:
-                raise ProxyError(502, "upstream_protocol_error",
-                                 "the provider's stream ended before it finished the answer")
-            out += self._complete()
-        return out
+    def _ended_early(self) -> bytes:
+        if self._finish is None:
+            return super()._ended_early()
+        return self._complete()
 
     def _emit(self, kind: str, **data: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self._seq, **data}
         self._seq += 1
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
-    def _event(self, payload: str) -> bytes:
-        if self._done:
-            return b""
-        if payload == "[DONE]":
-            return self._complete()
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError as e:
-            raise ProxyError(502, "upstream_protocol_error",
-                             f"the provider streamed an event that is not JSON: {e}") from e
-        if not isinstance(data, dict):
-            raise ProxyError(502, "upstream_protocol_error", "the provider streamed a non-object")
-        if data.get("error"):
-            error = data["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            raise ProxyError(502, "upstream_error", f"the provider failed mid-stream: {message}")
+    def _on_event(self, kind: str | None, data: dict[str, Any]) -> bytes:
         out = self._start(data) if self._response is None else b""
         if data.get("usage"):
             self._usage = data["usage"]

@@ -7,7 +7,8 @@ so a request pays for conversion only when its protocol actually differs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 
@@ -61,113 +62,79 @@ async def _converted(chunks: AsyncIterator[bytes],
             await aclose()
 
 
-def anthropic_to_openai(provider: Next) -> Next:
-    async def switch(call: Call) -> Reply:
-        inner = Call(protocol="openai-chat", endpoint="/chat/completions",
-                     body=anthropic_openai.request_to_openai(call.body), raw=b"",
-                     model=call.model, stream=call.stream, headers=call.headers,
-                     route=call.route, pipeline=call.pipeline)
-        reply = await provider(inner)
-        if reply.status != 200:
-            raise _provider_error(reply)
-        if reply.chunks is not None:
-            return Reply(200, chunks=_converted(reply.chunks, OpenAIToAnthropicStream(call.model)),
-                         content_type="text/event-stream", release=reply.release)
-        try:
-            data = orjson.loads(reply.body)
-        except orjson.JSONDecodeError as e:
-            raise ProxyError(502, "upstream_protocol_error",
-                             f"the provider's reply is not JSON: {e}") from e
-        message = anthropic_openai.response_to_anthropic(data, call.model)
-        return Reply(200, body=orjson.dumps(message), headers=reply.headers)
+@dataclass(frozen=True)
+class Conversion:
+    """One client -> provider protocol step: how requests, replies and streams are converted."""
 
-    return switch
+    protocol: str  # the provider side's protocol
+    endpoint: str  # its API path below /v1
+    request: Callable[[dict[str, Any]], dict[str, Any]]
+    reply: Callable[[dict[str, Any], Call], dict[str, Any]]
+    stream: Callable[[Call], _StreamConverter]
 
 
-def openai_to_anthropic(provider: Next) -> Next:
-    async def switch(call: Call) -> Reply:
-        inner = Call(protocol="anthropic-messages", endpoint="/messages",
-                     body=openai_anthropic.request_to_anthropic(call.body), raw=b"",
-                     model=call.model, stream=call.stream, headers=call.headers,
-                     route=call.route, pipeline=call.pipeline)
-        reply = await provider(inner)
-        if reply.status != 200:
-            raise _provider_error(reply)
-        if reply.chunks is not None:
-            options = call.body.get("stream_options")
-            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            converter = AnthropicToOpenAIStream(call.model, include_usage)
-            return Reply(200, chunks=_converted(reply.chunks, converter),
-                         content_type="text/event-stream", release=reply.release)
-        try:
-            data = orjson.loads(reply.body)
-        except orjson.JSONDecodeError as e:
-            raise ProxyError(502, "upstream_protocol_error",
-                             f"the provider's reply is not JSON: {e}") from e
-        completion = openai_anthropic.response_to_openai(data, call.model)
-        return Reply(200, body=orjson.dumps(completion), headers=reply.headers)
-
-    return switch
+def _include_usage(call: Call) -> bool:
+    options = call.body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-def responses_to_chat(provider: Next) -> Next:
-    async def switch(call: Call) -> Reply:
-        inner = Call(protocol="openai-chat", endpoint="/chat/completions",
-                     body=responses_openai.request_to_chat(call.body), raw=b"",
-                     model=call.model, stream=call.stream, headers=call.headers,
-                     route=call.route, pipeline=call.pipeline)
-        reply = await provider(inner)
-        if reply.status != 200:
-            raise _provider_error(reply)
-        if reply.chunks is not None:
-            return Reply(200, chunks=_converted(reply.chunks, ChatToResponsesStream(call.body)),
-                         content_type="text/event-stream", release=reply.release)
-        try:
-            data = orjson.loads(reply.body)
-        except orjson.JSONDecodeError as e:
-            raise ProxyError(502, "upstream_protocol_error",
-                             f"the provider's reply is not JSON: {e}") from e
-        response = responses_openai.response_from_chat(data, call.body)
-        return Reply(200, body=orjson.dumps(response), headers=reply.headers)
+def converting(step: Conversion) -> Switch:
+    """A switch that converts each call with `step` before handing it to the provider side."""
 
-    return switch
+    def wrap(provider: Next) -> Next:
+        async def switch(call: Call) -> Reply:
+            inner = Call(protocol=step.protocol, endpoint=step.endpoint,
+                         body=step.request(call.body), raw=b"", model=call.model,
+                         stream=call.stream, headers=call.headers, route=call.route,
+                         pipeline=call.pipeline)
+            reply = await provider(inner)
+            if reply.status != 200:
+                raise _provider_error(reply)
+            if reply.chunks is not None:
+                return Reply(200, chunks=_converted(reply.chunks, step.stream(call)),
+                             content_type="text/event-stream", release=reply.release)
+            try:
+                data = orjson.loads(reply.body)
+            except orjson.JSONDecodeError as e:
+                raise ProxyError(502, "upstream_protocol_error",
+                                 f"the provider's reply is not JSON: {e}") from e
+            return Reply(200, body=orjson.dumps(step.reply(data, call)), headers=reply.headers)
+
+        return switch
+
+    return wrap
 
 
-def chat_to_responses(provider: Next) -> Next:
-    async def switch(call: Call) -> Reply:
-        inner = Call(protocol="openai-responses", endpoint="/responses",
-                     body=openai_responses.request_to_responses(call.body), raw=b"",
-                     model=call.model, stream=call.stream, headers=call.headers,
-                     route=call.route, pipeline=call.pipeline)
-        reply = await provider(inner)
-        if reply.status != 200:
-            raise _provider_error(reply)
-        if reply.chunks is not None:
-            options = call.body.get("stream_options")
-            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            converter = openai_responses.ResponsesToChatStream(call.model, include_usage)
-            return Reply(200, chunks=_converted(reply.chunks, converter),
-                         content_type="text/event-stream", release=reply.release)
-        try:
-            data = orjson.loads(reply.body)
-        except orjson.JSONDecodeError as e:
-            raise ProxyError(502, "upstream_protocol_error",
-                             f"the provider's reply is not JSON: {e}") from e
-        completion = openai_responses.response_to_chat(data, call.model)
-        return Reply(200, body=orjson.dumps(completion), headers=reply.headers)
+ANTHROPIC_TO_CHAT = Conversion(
+    "openai-chat", "/chat/completions", anthropic_openai.request_to_openai,
+    lambda data, call: anthropic_openai.response_to_anthropic(data, call.model),
+    lambda call: OpenAIToAnthropicStream(call.model))
+CHAT_TO_ANTHROPIC = Conversion(
+    "anthropic-messages", "/messages", openai_anthropic.request_to_anthropic,
+    lambda data, call: openai_anthropic.response_to_openai(data, call.model),
+    lambda call: AnthropicToOpenAIStream(call.model, _include_usage(call)))
+RESPONSES_TO_CHAT = Conversion(
+    "openai-chat", "/chat/completions", responses_openai.request_to_chat,
+    lambda data, call: responses_openai.response_from_chat(data, call.body),
+    lambda call: ChatToResponsesStream(call.body))
+CHAT_TO_RESPONSES = Conversion(
+    "openai-responses", "/responses", openai_responses.request_to_responses,
+    lambda data, call: openai_responses.response_to_chat(data, call.model),
+    lambda call: openai_responses.ResponsesToChatStream(call.model, _include_usage(call)))
 
-    return switch
+
+def _then(first: Conversion, second: Conversion) -> Switch:
+    """Two steps through Chat Completions, e.g. Responses -> Chat -> Anthropic."""
+    return lambda provider: converting(first)(converting(second)(provider))
 
 
 _SWITCHES: dict[tuple[str, str], Switch] = {
-    ("openai-chat", "openai-responses"): chat_to_responses,
-    ("anthropic-messages", "openai-responses"):
-        lambda provider: anthropic_to_openai(chat_to_responses(provider)),
-    ("openai-responses", "openai-chat"): responses_to_chat,
-    ("openai-responses", "anthropic-messages"):
-        lambda provider: responses_to_chat(openai_to_anthropic(provider)),
-    ("anthropic-messages", "openai-chat"): anthropic_to_openai,
-    ("openai-chat", "anthropic-messages"): openai_to_anthropic,
+    ("anthropic-messages", "openai-chat"): converting(ANTHROPIC_TO_CHAT),
+    ("openai-chat", "anthropic-messages"): converting(CHAT_TO_ANTHROPIC),
+    ("openai-responses", "openai-chat"): converting(RESPONSES_TO_CHAT),
+    ("openai-chat", "openai-responses"): converting(CHAT_TO_RESPONSES),
+    ("openai-responses", "anthropic-messages"): _then(RESPONSES_TO_CHAT, CHAT_TO_ANTHROPIC),
+    ("anthropic-messages", "openai-responses"): _then(ANTHROPIC_TO_CHAT, CHAT_TO_RESPONSES),
 }
 
 
