@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--prefix", default="", help="front-door path prefix, e.g. /team-a")
     explain.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                          help="request header (repeatable)")
+    sub.add_parser("operator", help="run the Kubernetes operator (see `vpipe operator --help`)",
+                   add_help=False)
     sub.add_parser("crds", help="print the Pipeline and Route CRDs (pipe to kubectl apply -f -)",
                    description="Print the CustomResourceDefinitions generated from the CR models; "
                                "the same YAML as crds/ in the repository.")
@@ -166,6 +168,11 @@ COMMANDS = {"crds": cmd_crds, "serve": cmd_serve, "validate": cmd_validate, "ren
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["operator"]:  # its flags belong to the operator's own parser
+        from vpipe_operator.main import main as operator_main
+
+        return operator_main(argv[1:], prog="vpipe operator")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -21,6 +21,7 @@ CONFIG_VERSION: Final = "vpipe.io/config.v1"
 CONFIGMAP_NAME: Final = "vpipe-config"
 CONFIGMAP_KEY: Final = "config.json"
 REVISION_ANNOTATION: Final = "vpipe.io/revision"
+MANAGED_LABELS: Final = {"app.kubernetes.io/managed-by": "vpipe", "app.kubernetes.io/name": "vpipe"}
 
 
 class _Doc(BaseModel):

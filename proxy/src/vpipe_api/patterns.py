@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 REGEX_PREFIX = "re:"
@@ -32,7 +33,7 @@ class ModelPattern:
             return model == self.source
         return self.regex.fullmatch(model) is not None
 
-    @property
+    @cached_property
     def literal_prefix(self) -> str:
         """Characters every match starts with (used to reason about overlaps)."""
         if self.kind == "exact":

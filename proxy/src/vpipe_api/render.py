@@ -7,12 +7,14 @@ locally, so all three produce byte-identical documents for the same resources.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
 from vpipe_api.document import (
     CONFIGMAP_KEY,
     CONFIGMAP_NAME,
+    MANAGED_LABELS,
     REVISION_ANNOTATION,
     CanaryDoc,
     ConfigDocument,
@@ -73,20 +75,25 @@ def _canary(route: Route) -> CanaryDoc | None:
                      stickiness_header=header.lower() if header else None)
 
 
-def render_configmap(document: ConfigDocument) -> str:
-    """The ConfigMap YAML the operator writes for `document` (what `vpipe render` prints)."""
-    manifest = {
+def configmap_manifest(document: ConfigDocument) -> dict[str, Any]:
+    """The ConfigMap the operator writes for `document`, as a Kubernetes object."""
+    return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
             "name": CONFIGMAP_NAME,
             "namespace": document.namespace,
-            "labels": {"app.kubernetes.io/managed-by": "vpipe", "app.kubernetes.io/name": "vpipe"},
+            "labels": dict(MANAGED_LABELS),
             "annotations": {REVISION_ANNOTATION: document.revision},
         },
         "data": {CONFIGMAP_KEY: document.to_json().decode() + "\n"},
     }
-    return yaml.dump(manifest, Dumper=_BlockDumper, sort_keys=False, width=1_000_000)
+
+
+def render_configmap(document: ConfigDocument) -> str:
+    """The ConfigMap YAML the operator writes for `document` (what `vpipe render` prints)."""
+    return yaml.dump(configmap_manifest(document), Dumper=_BlockDumper, sort_keys=False,
+                     width=1_000_000)
 
 
 class _BlockDumper(yaml.SafeDumper):

@@ -250,10 +250,7 @@ def _priority_ties(
             for resolved, pattern in fuzzy:
                 if pattern.matches(name):
                     candidates += [(resolved, b, name) for b in holders]
-        for i, (a, pa) in enumerate(fuzzy):
-            for b, pb in fuzzy[i + 1:]:
-                if may_overlap(pa, pb):
-                    candidates.append((a, b, f"{pa.source} / {pb.source}"))
+        candidates += _fuzzy_pairs(fuzzy)
         for a, b, model in candidates:
             key = tuple(sorted((a.route.metadata.name, b.route.metadata.name)))
             if a is b or key in reported or not _conditions_overlap(a, b):
@@ -266,6 +263,28 @@ def _priority_ties(
                 "matches disjoint",
             ))
     return issues
+
+
+def _fuzzy_pairs(
+    fuzzy: list[tuple[ResolvedRoute, ModelPattern]],
+) -> list[tuple[ResolvedRoute, ResolvedRoute, str]]:
+    """Pairs of globs/regexes that may match one name. Two globs can only overlap when one's
+    literal prefix starts the other's, so each pattern is compared with the patterns filed
+    under its own prefix's prefixes (regexes file under "", and so meet everything)."""
+    by_prefix: dict[str, list[int]] = defaultdict(list)
+    for index, (_, pattern) in enumerate(fuzzy):
+        by_prefix[pattern.literal_prefix].append(index)
+    pairs = []
+    for i, (a, pa) in enumerate(fuzzy):
+        prefix = pa.literal_prefix
+        for k in range(len(prefix) + 1):
+            for j in by_prefix.get(prefix[:k], ()):
+                shorter = k < len(prefix)
+                if (shorter or j < i) and j != i:
+                    b, pb = fuzzy[j]
+                    if may_overlap(pa, pb):
+                        pairs.append((b, a, f"{pb.source} / {pa.source}"))
+    return pairs
 
 
 def _conditions_overlap(a: ResolvedRoute, b: ResolvedRoute) -> bool:

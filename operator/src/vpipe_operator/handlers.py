@@ -1,0 +1,107 @@
+"""The kopf handlers: thin, with stable ids, and nothing but a `touch` of the namespace.
+
+Watching (`kopf.on.event`) instead of kopf's create/update/delete handlers is deliberate: the
+reconcile is per namespace and level-based (it re-reads everything), so there is nothing to
+persist per object: no finalizers, no kopf annotations, no extra patches on user resources.
+The ConfigMap watch is filtered by label (also server-side) so a hand edit of `vpipe-config`,
+or its deletion, brings the namespace back to the rendered state.
+
+The handler ids are part of kopf's contract with the cluster (it logs and may persist by id);
+do not rename them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import kopf
+
+from vpipe_api import API_GROUP, API_VERSION
+from vpipe_api.document import CONFIGMAP_NAME
+from vpipe_operator import configmap
+from vpipe_operator.credentials import Credentials
+from vpipe_operator.settings import OperatorSettings
+
+
+class Host(Protocol):
+    """What the handlers need from the running operator (`runtime.Runtime`)."""
+
+    settings: OperatorSettings
+    credentials: Credentials
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def touch(self, namespace: str | None) -> None: ...
+
+
+def build_registry(host: Host) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(id="vpipe-startup", registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, host.settings)
+        await host.start()
+
+    @kopf.on.cleanup(id="vpipe-cleanup", registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await host.stop()
+
+    @kopf.on.login(id="vpipe-login", registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(host.credentials)
+
+    @kopf.on.event(API_GROUP, API_VERSION, "pipelines", id="pipeline-events", registry=registry)
+    async def pipeline_event(namespace: str | None, **_: Any) -> None:
+        host.touch(namespace)
+
+    @kopf.on.event(API_GROUP, API_VERSION, "routes", id="route-events", registry=registry)
+    async def route_event(namespace: str | None, **_: Any) -> None:
+        host.touch(namespace)
+
+    @kopf.on.event("", "v1", "configmaps", id="configmap-events", registry=registry,
+                   labels={configmap.MANAGED_BY: "vpipe"})
+    async def configmap_event(name: str, namespace: str | None, **_: Any) -> None:
+        if name == CONFIGMAP_NAME:
+            host.touch(namespace)
+
+    return registry
+
+
+def configure(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
+    """kopf's settings from ours: bounded watches, timeouts, quiet event posting."""
+    # Bounded watch requests: without them a watch silently cut by a load balancer or an
+    # API-server restart can hang forever and the operator stops seeing changes.
+    settings.watching.server_timeout = ours.watch_server_timeout
+    settings.watching.client_timeout = ours.watch_client_timeout
+    settings.watching.connect_timeout = ours.watch_connect_timeout
+    settings.networking.request_timeout = ours.request_timeout
+    settings.networking.connect_timeout = ours.watch_connect_timeout
+    settings.scanning.disabled = not ours.scanning
+    # Only our ConfigMaps: filtered by the API server, not just by the handler.
+    settings.watching.label_selectors["v1", "configmaps"] = configmap.LABEL_SELECTOR
+    # Our own Events carry the rejections; kopf posts only its own warnings and errors.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "vpipe-operator"
+
+
+def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
+    """The same endpoint and identity our REST client uses, for kopf's watches."""
+    token = credentials.current_token()
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=credentials.ca_path,
+        ca_data=credentials.ca_data,
+        insecure=credentials.insecure,
+        username=credentials.username,
+        password=credentials.password,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=credentials.cert_path,
+        certificate_data=credentials.cert_data,
+        private_key_path=credentials.key_path,
+        private_key_data=credentials.key_data,
+        default_namespace=credentials.namespace,
+    )

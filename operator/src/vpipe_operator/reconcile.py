@@ -1,0 +1,428 @@
+"""The namespace reconcile, as pure decisions: resources + current state in, a `Plan` out.
+
+`analyze` parses, validates and renders one namespace's Pipelines and Routes with the same
+`vpipe_api.render` the CLI uses, attaching every `Issue` to the resource it names (issues that
+name no Pipeline/Route go to all of them). `decide` adds what only the cluster knows (which
+Secrets exist, the live ConfigMap, each resource's current status) and returns what to write.
+No I/O and no clock here: `controller` reads, calls these, and hands the plan to `apply`.
+
+Policies (docs/operator.md explains them to users):
+- Any invalid resource holds the namespace's ConfigMap at its last good revision: the proxies keep
+  serving that config anyway, so writing a partial one would silently drop routes.
+- A config over the 1 MiB ConfigMap limit is never truncated: nothing is written and every
+  resource gets Ready=False ConfigTooLarge.
+- A missing Secret does not hold the config (other pipelines keep working): the pipeline that
+  needs it gets Ready=False SecretNotFound and its Routes Ready=False PipelineNotReady.
+- The ConfigMap is deleted when the namespace's last Pipeline and Route are gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Literal
+
+from vpipe_api import GROUP_VERSION
+from vpipe_api.document import CONFIGMAP_NAME, ConfigDocument
+from vpipe_api.errors import ConfigInvalid, Issue
+from vpipe_api.loading import parse_resources
+from vpipe_api.render import render
+from vpipe_api.resources import Pipeline, Route
+from vpipe_operator import conditions, configmap
+from vpipe_operator.conditions import ConditionDict
+from vpipe_operator.events import EventSpec
+
+Kind = Literal["Pipeline", "Route"]
+EVENT_REASONS = frozenset({conditions.SECRET_NOT_FOUND, conditions.CONFIG_TOO_LARGE})
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """One Pipeline or Route as read from the API server."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    uid: str | None
+    generation: int | None
+    body: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+    @property
+    def ref(self) -> str:
+        """The same identity `vpipe_api` issues use: Kind/namespace/name."""
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
+    def pipeline(self) -> str | None:
+        """For a Route: the Pipeline it names (read raw, so it works for unparseable Routes)."""
+        spec = self.body.get("spec")
+        value = spec.get("pipeline") if isinstance(spec, Mapping) else None
+        return value if isinstance(value, str) else None
+
+    @classmethod
+    def from_api(cls, kind: Kind, obj: Mapping[str, Any]) -> Observed:
+        meta = obj.get("metadata") or {}
+        generation = meta.get("generation")
+        status = obj.get("status")
+        return cls(
+            kind=kind, namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
+            uid=meta.get("uid") or None,
+            generation=generation if isinstance(generation, int) else None,
+            body=obj, status=status if isinstance(status, Mapping) else {},
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Everything the API server told us about one namespace."""
+
+    namespace: str
+    resources: tuple[Observed, ...]
+    configmap: Mapping[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretUse:
+    secret: str
+    key: str
+    field: str  # e.g. spec.modules[0].provider.credentials.secretRef
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    snapshot: Snapshot
+    issues: Mapping[str, tuple[Issue, ...]]  # by Observed.ref
+    invalid_pipelines: frozenset[str]
+    document: ConfigDocument | None  # None: some resource is invalid
+    secret_uses: Mapping[str, tuple[SecretUse, ...]]  # by pipeline name
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """Secrets worth checking: only a config that will be written depends on them."""
+        if self.document is None:
+            return frozenset()
+        return frozenset(use.secret for uses in self.secret_uses.values() for use in uses)
+
+
+@dataclasses.dataclass(frozen=True)
+class Keep:
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Create:
+    manifest: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Patch:
+    patch: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Delete:
+    pass
+
+
+ConfigMapAction = Keep | Create | Patch | Delete
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusUpdate:
+    kind: Kind
+    name: str
+    status: dict[str, Any]  # merge patch of .status
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    namespace: str
+    configmap: ConfigMapAction
+    statuses: tuple[StatusUpdate, ...]
+    events: tuple[EventSpec, ...]
+    events_dropped: int
+    revision: str | None  # the config revision the namespace serves after this plan
+    recheck: bool  # a referenced Secret is missing: look again later
+    summary: str
+
+    @property
+    def writes(self) -> int:
+        """API writes this plan makes (0 for a steady state)."""
+        cm = 0 if isinstance(self.configmap, Keep) else 1
+        return cm + len(self.statuses) + len(self.events)
+
+
+def analyze(snapshot: Snapshot) -> Analysis:
+    """Parse, validate and render; every problem is attached to the resource it concerns."""
+    live = [obs for obs in snapshot.resources if not _deleting(obs)]
+    issues: dict[str, list[Issue]] = defaultdict(list)
+    pipelines: list[Pipeline] = []
+    routes: list[Route] = []
+    unparsed_pipelines: set[str] = set()
+    for obs in live:
+        try:
+            parsed = parse_resources([_manifest(obs)], origin=obs.ref)
+        except ConfigInvalid as e:
+            issues[obs.ref] += [Issue(obs.ref, i.field, i.message) for i in e.issues]
+            if obs.kind == "Pipeline":
+                unparsed_pipelines.add(obs.name)
+            continue
+        pipelines += parsed.pipelines
+        routes += parsed.routes
+
+    document: ConfigDocument | None = None
+    shared: list[Issue] = []
+    refs = {obs.ref: obs for obs in live}
+    try:
+        document = render(pipelines, routes, namespace=snapshot.namespace)
+    except ConfigInvalid as e:
+        own, shared = attach_issues(e.issues, refs)
+        for ref, found in own.items():
+            for issue in found:
+                if issue.field == "spec.pipeline" and refs[ref].pipeline in unparsed_pipelines:
+                    continue  # the Pipeline exists but is invalid: PipelineInvalid, not NotFound
+                issues[ref].append(issue)
+    if shared:
+        for obs in live:
+            issues[obs.ref] += shared
+    if issues:
+        document = None
+    invalid = frozenset(obs.name for obs in live if obs.kind == "Pipeline" and issues.get(obs.ref))
+    return Analysis(
+        snapshot=dataclasses.replace(snapshot, resources=tuple(live)),
+        issues={ref: tuple(found) for ref, found in issues.items() if found},
+        invalid_pipelines=invalid | frozenset(unparsed_pipelines),
+        document=document,
+        secret_uses=_secret_uses(pipelines),
+    )
+
+
+def attach_issues(
+    issues: Sequence[Issue], refs: Collection[str]
+) -> tuple[dict[str, list[Issue]], list[Issue]]:
+    """Issues by the resource they name; those naming none of `refs` are shared by all."""
+    own: dict[str, list[Issue]] = defaultdict(list)
+    shared: list[Issue] = []
+    for issue in issues:
+        if issue.resource in refs:
+            own[issue.resource].append(issue)
+        else:
+            shared.append(issue)
+    return dict(own), shared
+
+
+def decide(
+    analysis: Analysis, secrets: Mapping[str, frozenset[str] | None], *, now: str,
+    max_events: int = 50,
+) -> Plan:
+    """What to write: the ConfigMap action, status patches and Events, given the live state.
+
+    `secrets` maps Secret names to their key names (None: the Secret does not exist); names not
+    in it were not checked and count as present.
+    """
+    snap = analysis.snapshot
+    existing = snap.configmap
+    if not snap.resources:
+        action: ConfigMapAction = Keep("no Pipelines or Routes")
+        if existing is not None and configmap.is_managed(existing):
+            action = Delete()
+        return Plan(snap.namespace, action, (), (), 0, None, False,
+                    "no Pipelines or Routes" + ("; deleting the ConfigMap"
+                                               if isinstance(action, Delete) else ""))
+
+    doc = analysis.document
+    size: int | None = None
+    if doc is None:
+        action = Keep("held at the last good revision: some resources are invalid")
+    else:
+        want = configmap.desired(doc)
+        size = configmap.data_size(want)
+        if size > configmap.SIZE_LIMIT:
+            action = Keep(f"config too large ({size} bytes)")
+        elif existing is None:
+            action = Create(want)
+        elif configmap.drifted(existing, want):
+            action = Patch(configmap.repair_patch(existing, want))
+        else:
+            action = Keep("up to date")
+    served = doc is not None and not (size is not None and size > configmap.SIZE_LIMIT)
+    revision = doc.revision if served and doc is not None else configmap.revision(existing)
+    missing = _missing_secrets(analysis, secrets) if served else {}
+    context = _Context(analysis, served, revision, size, missing, now)
+
+    statuses: list[StatusUpdate] = []
+    events: list[EventSpec] = []
+    for obs in snap.resources:
+        validated, ready, config_revision = context.conditions_for(obs)
+        if validated["status"] == "False" and conditions.changed(
+                validated, conditions.find(obs.status, "Validated")):
+            for issue in analysis.issues.get(obs.ref, ()):
+                events.append(EventSpec(obs.kind, obs.name, obs.uid,
+                                        conditions.reason_for([issue]), conditions.issue_text(issue)))
+        if ready["reason"] in EVENT_REASONS and conditions.changed(
+                ready, conditions.find(obs.status, "Ready")):
+            events.append(EventSpec(obs.kind, obs.name, obs.uid, ready["reason"], ready["message"]))
+        patch = conditions.status_patch(obs.status, (validated, ready), obs.generation,
+                                        config_revision)
+        if patch is not None:
+            statuses.append(StatusUpdate(obs.kind, obs.name, patch))
+
+    kept = events[:max_events]
+    pipelines = sum(1 for obs in snap.resources if obs.kind == "Pipeline")
+    summary = (f"{pipelines} Pipelines, {len(snap.resources) - pipelines} Routes, "
+               f"{len(analysis.issues)} invalid; ConfigMap: {_describe(action)}; "
+               f"revision {revision or '-'}")
+    return Plan(snap.namespace, action, tuple(statuses), tuple(kept), len(events) - len(kept),
+                revision, bool(missing), summary)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    analysis: Analysis
+    served: bool  # the rendered config is (or will be) in the ConfigMap
+    revision: str | None  # what the ConfigMap serves after this reconcile
+    size: int | None
+    missing: Mapping[str, tuple[str, ...]]  # pipeline name -> what is missing
+    now: str
+
+    def conditions_for(self, obs: Observed) -> tuple[ConditionDict, ConditionDict, str | None]:
+        """Validated, Ready and configRevision of one resource."""
+        own = self.analysis.issues.get(obs.ref, ())
+        if own:
+            reason, message = conditions.reason_for(own), conditions.describe(own)
+            return (self._make(obs, "Validated", False, reason, message),
+                    self._make(obs, "Ready", False, reason, message), None)
+        validated = self._make(obs, "Validated", True, conditions.VALID,
+                               "the spec passed prerun validation")
+        pipeline = obs.pipeline if obs.kind == "Route" else None
+        if pipeline is not None and pipeline in self.analysis.invalid_pipelines:
+            return validated, self._make(
+                obs, "Ready", False, conditions.PIPELINE_INVALID,
+                f"Pipeline '{pipeline}' is invalid (see its Validated condition); this Route is "
+                "served once the Pipeline is fixed",
+            ), self._kept_revision(obs)
+        if self.served:
+            return validated, self._served_ready(obs, pipeline), self.revision
+        if self.size is not None:
+            return validated, self._make(
+                obs, "Ready", False, conditions.CONFIG_TOO_LARGE,
+                f"the namespace's rendered config is {self.size} bytes, over the "
+                f"{configmap.SIZE_LIMIT}-byte ConfigMap limit; nothing was written (never "
+                f"truncated) and the last good config (revision {self.revision or 'none'}) keeps "
+                "serving: split these Routes and Pipelines across namespaces or shorten the "
+                "model lists",
+            ), self._kept_revision(obs)
+        previous = conditions.find(obs.status, "Ready")
+        if self._still_served(obs) and previous is not None:
+            return validated, self._make(obs, "Ready", True, str(previous.get("reason")),
+                                         str(previous.get("message"))), self.revision
+        invalid = sorted(self.analysis.issues)
+        listed = ", ".join(invalid[:5]) + (f" and {len(invalid) - 5} more" if len(invalid) > 5
+                                            else "")
+        return validated, self._make(
+            obs, "Ready", False, conditions.CONFIG_HELD,
+            f"this spec is valid but not served yet: the namespace's ConfigMap {CONFIGMAP_NAME} "
+            f"stays at its last good revision ({self.revision or 'none written'}) until every "
+            f"resource is valid; fix {listed}",
+        ), None
+
+    def _served_ready(self, obs: Observed, pipeline: str | None) -> ConditionDict:
+        if obs.kind == "Pipeline" and obs.name in self.missing:
+            return self._make(
+                obs, "Ready", False, conditions.SECRET_NOT_FOUND,
+                "; ".join(self.missing[obs.name]) + " (the config is written; this Pipeline's "
+                "provider fails until the Secret exists)",
+            )
+        if pipeline is not None and pipeline in self.missing:
+            return self._make(
+                obs, "Ready", False, conditions.PIPELINE_NOT_READY,
+                f"Pipeline '{pipeline}' is not ready (SecretNotFound): "
+                + "; ".join(self.missing[pipeline]),
+            )
+        return self._make(obs, "Ready", True, conditions.SERVED,
+                          f"served: part of the config in ConfigMap {CONFIGMAP_NAME}")
+
+    def _still_served(self, obs: Observed) -> bool:
+        """Unchanged since it was last served by the revision the ConfigMap still holds."""
+        previous = conditions.find(obs.status, "Ready")
+        return bool(
+            previous is not None and previous.get("status") == "True"
+            and self.revision is not None and obs.status.get("configRevision") == self.revision
+            and previous.get("observedGeneration") == obs.generation
+        )
+
+    def _kept_revision(self, obs: Observed) -> str | None:
+        """Keep configRevision while the ConfigMap still holds that revision (stable across
+        reconciles, so a held namespace writes nothing twice)."""
+        current = obs.status.get("configRevision")
+        return self.revision if self.revision is not None and current == self.revision else None
+
+    def _make(self, obs: Observed, type_: str, ok: bool, reason: str,
+              message: str) -> ConditionDict:
+        return conditions.condition(type_, ok, reason, message, generation=obs.generation,
+                                    previous=conditions.find(obs.status, type_), now=self.now)
+
+
+def _manifest(obs: Observed) -> dict[str, Any]:
+    """What `vpipe_api` parses: list items may lack apiVersion/kind; status is not its business."""
+    return {"apiVersion": GROUP_VERSION, "kind": obs.kind,
+            "metadata": obs.body.get("metadata") or {}, "spec": obs.body.get("spec")}
+
+
+def _deleting(obs: Observed) -> bool:
+    return bool((obs.body.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _secret_uses(pipelines: Sequence[Pipeline]) -> dict[str, tuple[SecretUse, ...]]:
+    uses: dict[str, tuple[SecretUse, ...]] = {}
+    for pipeline in pipelines:
+        found = []
+        for index, module in enumerate(pipeline.spec.modules):
+            credentials = module.provider.credentials if module.provider else None
+            if credentials is not None:
+                ref = credentials.secret_ref
+                found.append(SecretUse(ref.name, ref.key,
+                                       f"spec.modules[{index}].provider.credentials.secretRef"))
+        if found:
+            uses[pipeline.metadata.name] = tuple(found)
+    return uses
+
+
+def _missing_secrets(
+    analysis: Analysis, secrets: Mapping[str, frozenset[str] | None]
+) -> dict[str, tuple[str, ...]]:
+    namespace = analysis.snapshot.namespace
+    missing: dict[str, tuple[str, ...]] = {}
+    for pipeline, uses in analysis.secret_uses.items():
+        problems = []
+        for use in uses:
+            if use.secret not in secrets:
+                continue
+            keys = secrets[use.secret]
+            if keys is None:
+                problems.append(
+                    f"Secret '{use.secret}' (key '{use.key}', referenced by {use.field}) does not "
+                    f"exist in namespace '{namespace}'; create it: kubectl create secret generic "
+                    f"{use.secret} -n {namespace} --from-literal={use.key}=..."
+                )
+            elif use.key not in keys:
+                have = ", ".join(sorted(keys)) or "no keys"
+                problems.append(
+                    f"Secret '{use.secret}' has no key '{use.key}' (referenced by {use.field}; it "
+                    f"has {have}); add the key or fix secretRef.key"
+                )
+        if problems:
+            missing[pipeline] = tuple(problems)
+    return missing
+
+
+def _describe(action: ConfigMapAction) -> str:
+    if isinstance(action, Keep):
+        return f"kept ({action.why})"
+    if isinstance(action, Create):
+        return "create"
+    if isinstance(action, Patch):
+        return "repair/update"
+    return "delete"

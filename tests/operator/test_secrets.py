@@ -1,0 +1,58 @@
+"""Secret references against the running operator.
+
+A Pipeline whose credentials name a missing Secret is still rendered (other pipelines keep
+working), shows Ready=False SecretNotFound naming the Secret and key, its Routes show
+Ready=False PipelineNotReady, and a Warning Event says how to create it. Secrets are never
+watched: the operator re-checks on a timer, so creating the Secret flips both to Ready=True.
+Only GETs by name touch Secrets, and their values never reach the ConfigMap.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from tests.operator.harness import Cluster, OperatorThread, eventually, pipeline, route
+
+NS = "team-c"
+SECRET_VALUE = "sk-very-secret-value"
+
+
+async def test_missing_secret_then_created(cluster: Cluster, operator: OperatorThread) -> None:
+    creds = {"secretRef": {"name": "openai", "key": "api-key"}}
+    await cluster.create(pipeline("openai", NS, family="openai", credentials=creds))
+    await cluster.create(pipeline("mock", NS))
+    await cluster.create(route("gpt", NS, "openai", ["gpt-*"]))
+    await cluster.create(route("mock", NS, "mock", ["mock-*"]))
+
+    doc = await eventually(lambda: cluster.doc(NS), what="the ConfigMap (rendered anyway)")
+    assert set(doc.pipelines) == {"openai", "mock"}
+    ready = await eventually(lambda: cluster.condition("Pipeline", NS, "openai", "Ready"),
+                             what="Ready on the pipeline")
+    assert ready["status"] == "False" and ready["reason"] == "SecretNotFound"
+    assert "Secret 'openai'" in ready["message"] and "'api-key'" in ready["message"]
+    await operator.settle(cluster)
+    route_ready = cluster.condition("Route", NS, "gpt", "Ready")
+    assert route_ready["status"] == "False" and route_ready["reason"] == "PipelineNotReady"
+    assert cluster.condition("Route", NS, "mock", "Ready")["status"] == "True"
+    events = await eventually(lambda: cluster.events(NS, "openai"), what="a Warning Event")
+    assert events[0]["reason"] == "SecretNotFound" and "kubectl create secret" in events[0]["message"]
+
+    # A Secret without the key is still not enough.
+    await cluster.create({"apiVersion": "v1", "kind": "Secret",
+                          "metadata": {"name": "openai", "namespace": NS},
+                          "data": {"other": base64.b64encode(b"x").decode()}})
+    await eventually(lambda: "has no key 'api-key'" in
+                     cluster.condition("Pipeline", NS, "openai", "Ready")["message"],
+                     what="the missing key reported")
+
+    await cluster.patch("Secret", NS, "openai",
+                        {"data": {"api-key": base64.b64encode(SECRET_VALUE.encode()).decode()}})
+    await eventually(lambda: cluster.condition("Pipeline", NS, "openai", "Ready")["status"] == "True",
+                     what="the pipeline Ready once the Secret has the key")
+    await eventually(lambda: cluster.condition("Route", NS, "gpt", "Ready")["status"] == "True",
+                     what="its route Ready")
+    cm = cluster.configmap(NS)
+    assert cm is not None and SECRET_VALUE not in str(cm)
+    secret_requests = {(r.method.value, r.url.path) for r in cluster.operator_requests()
+                       if "/secrets" in r.url.path}
+    assert secret_requests == {("GET", f"/api/v1/namespaces/{NS}/secrets/openai")}
