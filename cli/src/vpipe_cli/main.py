@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("-f", "--filename", dest="paths", action="append", type=Path,
                         metavar="PATH", help="Pipeline/Route YAML file or directory (repeatable)")
     source.add_argument("--config-dir", type=Path, metavar="DIR",
-                        help="mounted ConfigMap directory (or file) holding config.json")
+                        help="mounted ConfigMap directory (or file) holding config.json; "
+                             "changes arrive with the kubelet's sync (about a minute)")
+    source.add_argument("--kubernetes", action="store_true",
+                        help="watch the namespace's vpipe-config ConfigMap through the API "
+                             "(sub-second updates; the service account needs get/list/watch "
+                             "on it, see proxy/rbac/); VPIPE_KUBE_SERVER points elsewhere")
     serve.add_argument("-n", "--namespace", default=None,
                        help="namespace to serve when the files span several")
     serve.add_argument("--host", default=None, help="bind address (VPIPE_HOST, 127.0.0.1)")
@@ -139,6 +144,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from vpipe_proxy.kube_source import KubernetesConfigSource
     from vpipe_proxy.server import ProxyServer, run, run_until_signalled
     from vpipe_proxy.settings import Settings
     from vpipe_proxy.sources import ConfigSource, DocumentFileSource, ResourceFilesSource
@@ -148,7 +154,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_environ(os.environ, host=args.host, port=args.port,
                                      admin_port=args.admin_port)
     source: ConfigSource
-    if args.config_dir is not None:
+    if args.kubernetes:
+        source = KubernetesConfigSource.from_environ(args.namespace, os.environ)
+    elif args.config_dir is not None:
         source = DocumentFileSource(args.config_dir)
     else:
         source = ResourceFilesSource(args.paths, namespace=args.namespace)

@@ -112,7 +112,13 @@ class Reloader:
     async def watch(self, interval: float) -> None:
         """Poll the source's fingerprint and reload when it moves; runs until cancelled."""
         while True:
-            await asyncio.sleep(interval)
+            told = self.source.changed
+            if told is None:
+                await asyncio.sleep(interval)
+            else:  # told of changes: react at once, and still re-check every interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(told.wait(), interval)
+                told.clear()
             try:
                 changed = self.source.fingerprint() != self._fingerprint
             except OSError as e:
@@ -122,6 +128,7 @@ class Reloader:
                 await self.reload()
 
     async def close(self) -> None:
+        await self.source.close()
         for task in list(self._draining):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -81,7 +81,9 @@ class ProxyServer:
 
     async def start(self) -> None:
         """Load the first config (raise ConfigLoadError if it is unusable), then listen."""
+        await self.reloader.source.start()
         if not await self.reloader.reload() and self.reloader.current is None:
+            await self.reloader.source.close()
             raise ConfigLoadError(self.reloader.status.error or "config could not be loaded")
         client, admin_app = self._apps()
         for app, port in ((client, self.settings.port), (admin_app, self.settings.admin_port)):

@@ -10,6 +10,7 @@ loading happens only when the fingerprint moves.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,18 @@ class ConfigSource(Protocol):
 
     description: str
 
+    @property
+    def changed(self) -> asyncio.Event | None:
+        """Set by sources that are told about changes (API watch); None for polled ones."""
+        ...
+
+    async def start(self) -> None:
+        """Prepare before the first load (e.g. open a watch)."""
+        ...
+
+    async def close(self) -> None:
+        ...
+
     def fingerprint(self) -> Fingerprint:
         """Changes whenever the source's content may have changed."""
         ...
@@ -45,7 +58,19 @@ def _stat(path: Path) -> tuple[object, ...]:
     return (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-class DocumentFileSource:
+class _Polled:
+    """File sources learn of changes by polling; nothing to start or stop."""
+
+    changed: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class DocumentFileSource(_Polled):
     """A rendered document: `<dir>/config.json` of a mounted ConfigMap, or a JSON file."""
 
     def __init__(self, path: Path) -> None:
@@ -69,7 +94,7 @@ class DocumentFileSource:
         return parse_document(raw)
 
 
-class ResourceFilesSource:
+class ResourceFilesSource(_Polled):
     """Pipeline and Route YAML files, rendered in process (local mode)."""
 
     def __init__(self, paths: Sequence[Path], namespace: str | None = None) -> None:
