@@ -28,3 +28,32 @@ def test_pairs_match_brute_force(sources: list[str]) -> None:
     expected = {frozenset((id(ra), id(rb)))
                 for (ra, pa), (rb, pb) in itertools.combinations(fuzzy, 2) if may_overlap(pa, pb)}
     assert found == expected
+
+
+EXACT = st.text("ab-", min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(GLOB, EXACT), min_size=2, max_size=10))
+def test_validate_reports_exactly_the_overlapping_pairs(sources: list[str]) -> None:
+    from vpipe_api.errors import ConfigInvalid
+    from vpipe_api.resources import Pipeline, Route
+    from vpipe_api.validation import validate
+
+    pipeline = Pipeline.model_validate({
+        "metadata": {"name": "p"},
+        "spec": {"modules": [{"type": "provider", "provider": {"family": "mock"}}]}})
+    routes = [Route.model_validate({"metadata": {"name": f"r{i}"},
+                                    "spec": {"match": {"models": [s]}, "pipeline": "p"}})
+              for i, s in enumerate(sources)]
+    patterns = [compile_pattern(s) for s in sources]
+    expected = {frozenset((f"r{i}", f"r{j}"))
+                for i, j in itertools.combinations(range(len(sources)), 2)
+                if may_overlap(patterns[i], patterns[j])}
+    try:
+        validate([pipeline], routes)
+        found: set[frozenset[str]] = set()
+    except ConfigInvalid as e:
+        found = {frozenset((i.resource.rsplit("/", 1)[1], i.message.split("'")[1]))
+                 for i in e.issues}
+    assert found == expected

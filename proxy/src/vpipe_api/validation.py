@@ -244,12 +244,20 @@ def _priority_ties(
                 else:
                     fuzzy.append((resolved, pattern))
         candidates: list[tuple[ResolvedRoute, ResolvedRoute, str]] = []
+        by_prefix: dict[str, list[tuple[ResolvedRoute, ModelPattern]]] = defaultdict(list)
+        for item in fuzzy:
+            by_prefix[item[1].literal_prefix].append(item)
+        lengths = sorted({len(p) for p in by_prefix})
         for name, holders in exact.items():
             for i, a in enumerate(holders):
                 candidates += [(a, b, name) for b in holders[i + 1:]]
-            for resolved, pattern in fuzzy:
-                if pattern.matches(name):
-                    candidates += [(resolved, b, name) for b in holders]
+            # Only globs whose literal prefix starts this name can match it.
+            for length in lengths:
+                if length > len(name):
+                    break
+                for resolved, pattern in by_prefix.get(name[:length], ()):
+                    if pattern.matches(name):
+                        candidates += [(resolved, b, name) for b in holders]
         candidates += _fuzzy_pairs(fuzzy)
         for a, b, model in candidates:
             key = tuple(sorted((a.route.metadata.name, b.route.metadata.name)))
