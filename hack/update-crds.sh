@@ -21,3 +21,7 @@ for name, text in rendered.items():
     (out / name).write_text(text, encoding="utf-8")
     print(f"wrote {out / name}")
 PY
+# The chart ships the same CRDs as templates (so `helm upgrade` upgrades them).
+if [ "$out" = "crds" ]; then
+  cp crds/*.yaml charts/vpipe/files/crds/
+fi

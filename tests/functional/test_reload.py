@@ -202,3 +202,26 @@ async def test_first_config_invalid_fails_start(config_dir: Path) -> None:
     with pytest.raises(Exception, match="Pipeline 'missing' does not exist"):
         async with running_proxy(config_dir):
             pass
+
+
+async def test_waits_unready_for_a_first_config_when_asked(tmp_path: Path) -> None:
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    settings = Settings(port=0, admin_port=0, poll_interval=0.05, wait_for_config=True)
+    server = ProxyServer(settings, DocumentFileSource(mount), environ={})
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(server.admin_url + "/readyz") as r:
+                assert r.status == 503
+            async with session.post(server.url + "/v1/chat/completions",
+                                    json={"model": "a", **CHAT}) as r:
+                assert r.status == 503
+                assert "no valid config" in (await r.json())["error"]["message"]
+            _configmap_dir(mount, mock_config(["a"]), "2026_01")
+            await wait_for_revision(server, None)
+            async with session.post(server.url + "/v1/chat/completions",
+                                    json={"model": "a", **CHAT}) as r:
+                assert r.status == 200
+    finally:
+        await server.stop()

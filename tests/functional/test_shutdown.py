@@ -34,3 +34,15 @@ async def test_in_flight_requests_finish_on_shutdown(config_dir: Path, upstream_
         assert (await response.json())["choices"][0]["message"]["content"] == "fake says: bye"
         await stopping
         assert server.reloader.pool.live == {}
+
+
+async def test_admin_port_can_listen_apart_from_the_client_port(config_dir: Path) -> None:
+    """A sidecar keeps the client port on loopback and opens the admin port to kubelet probes."""
+    write_resources(config_dir, [pipeline("m", {"family": "mock"}), route("all", ["*"], "m")])
+    async with running_proxy(config_dir, admin_host="0.0.0.0") as server:
+        client_host = server._runners[0].addresses[0][0]
+        admin_host = server._runners[1].addresses[0][0]
+        assert (client_host, admin_host) == ("127.0.0.1", "0.0.0.0")
+        async with aiohttp.ClientSession() as session, \
+                session.get(server.admin_url + "/healthz") as response:
+            assert response.status == 200

@@ -152,7 +152,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_environ(os.environ, host=args.host, port=args.port,
-                                     admin_port=args.admin_port)
+                                     admin_port=args.admin_port,
+                                     wait_for_config=True if args.paths is None else None)
     source: ConfigSource
     if args.kubernetes:
         source = KubernetesConfigSource.from_environ(args.namespace, os.environ)

@@ -68,7 +68,8 @@ class ProxyServer:
 
     @property
     def admin_url(self) -> str:
-        return f"http://{self.settings.host}:{self.admin_port}"
+        host = self.settings.admin_host or self.settings.host
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.admin_port}"
 
     def _apps(self) -> tuple[web.Application, web.Application]:
         client = web.Application(client_max_size=self.settings.max_body_bytes)
@@ -83,15 +84,20 @@ class ProxyServer:
         """Load the first config (raise ConfigLoadError if it is unusable), then listen."""
         await self.reloader.source.start()
         if not await self.reloader.reload() and self.reloader.current is None:
-            await self.reloader.source.close()
-            raise ConfigLoadError(self.reloader.status.error or "config could not be loaded")
+            if not self.settings.wait_for_config:
+                await self.reloader.source.close()
+                raise ConfigLoadError(self.reloader.status.error or "config could not be loaded")
+            log.warning("no valid config yet (%s); serving 503 until one arrives",
+                        self.reloader.status.error)
         client, admin_app = self._apps()
-        for app, port in ((client, self.settings.port), (admin_app, self.settings.admin_port)):
+        admin_host = self.settings.admin_host or self.settings.host
+        for app, host, port in ((client, self.settings.host, self.settings.port),
+                                (admin_app, admin_host, self.settings.admin_port)):
             # handler_cancellation: a client that disconnects cancels its upstream request.
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                    shutdown_timeout=self.settings.shutdown_timeout)
             await runner.setup()
-            site = web.TCPSite(runner, self.settings.host, port, backlog=1024)
+            site = web.TCPSite(runner, host, port, backlog=1024)
             await site.start()
             self._runners.append(runner)
         self.port = _site_port(self._runners[0])
@@ -129,7 +135,10 @@ async def run_until_signalled(server: ProxyServer, announce: bool = True) -> Non
 
 def _announce(server: ProxyServer) -> None:
     runtime = server.reloader.current
-    assert runtime is not None
+    if runtime is None:
+        print(f"vpipe proxy waiting for a config from {server.reloader.source.description}; "
+              f"client API {server.url}/v1 answers 503 until then", flush=True)
+        return
     example = next((p.source for r in runtime.router.routes for p in r.patterns
                     if p.kind == "exact"), "MODEL")
     print(

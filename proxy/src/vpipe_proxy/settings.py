@@ -19,6 +19,10 @@ class Settings:
 
     host: str = "127.0.0.1"
     """Address the client and admin ports bind to (VPIPE_HOST). Sidecars keep loopback."""
+    admin_host: str = ""
+    """Address of the admin port (VPIPE_ADMIN_HOST); empty: the same as VPIPE_HOST. A sidecar
+    keeps the client port on loopback (it spends the pod's keys) and opens the admin port to
+    the pod IP so kubelet probes and Prometheus reach it."""
     port: int = 8080
     """Client API port (VPIPE_PORT)."""
     admin_port: int = 9090
@@ -44,6 +48,10 @@ class Settings:
     """Share of shadow comparisons written to the diff log, 0..1 (VPIPE_SHADOW_LOG_SAMPLE)."""
     shadow_log_contents: bool = False
     """Put answer texts in the diff log (VPIPE_SHADOW_LOG_CONTENTS); off: lengths only."""
+    wait_for_config: bool = False
+    """Start and stay unready (503) until a first valid config arrives, instead of exiting
+    (VPIPE_WAIT_FOR_CONFIG). `serve --config-dir/--kubernetes` turn it on: in a pod the
+    ConfigMap may come after the pod; local mode fails fast."""
     warm_connections: int = 1
     """Upstream connections each provider opens before ready (VPIPE_WARM_CONNECTIONS); 0 skips
     warm-up, for upstreams that are not reachable at start."""
