@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,7 +34,10 @@ async def running_upstream(fake: FakeUpstream) -> AsyncIterator[str]:
 def write_resources(directory: Path, docs: list[dict[str, Any]], name: str = "vpipe.yaml") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    # Atomic, as editors and kubectl cp are not: the proxy must never see half a file here.
+    staging = directory / f".{name}.tmp"
+    staging.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    os.replace(staging, path)
     return path
 
 
