@@ -225,3 +225,15 @@ async def test_waits_unready_for_a_first_config_when_asked(tmp_path: Path) -> No
                 assert r.status == 200
     finally:
         await server.stop()
+
+
+async def test_live_config_is_frozen_out_of_full_collections(config_dir: Path) -> None:
+    import gc
+
+    write_resources(config_dir, mock_config(["a"]))
+    async with running_proxy(config_dir) as server:
+        assert gc.get_freeze_count() > 0
+        first = server.reloader.current
+        write_resources(config_dir, mock_config(["a", "b"]))
+        await wait_for_revision(server, first.revision if first else None)
+    gc.unfreeze()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,15 @@ from vpipe_proxy.runtime import Runtime
 from vpipe_proxy.sources import ConfigSource, Fingerprint
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap() -> None:
+    """Collect once, then freeze what lives: the config and its instances stay for the process's
+    life, and without this every full collection walks them again (16-25 ms pauses under load,
+    measured in bench/). Unfreezing first lets a replaced config's cycles be collected."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -85,7 +95,9 @@ class Reloader:
         log.info("loaded config revision %s from %s (%d routes, %d instances) in %.1f ms",
                  runtime.revision, self.source.description, len(runtime.router.routes),
                  len(runtime.instance_keys), self.status.duration_ms)
-        if old is not None:
+        if old is None:
+            settle_heap()
+        else:
             task = asyncio.create_task(self._retire(old))
             self._draining.add(task)
             task.add_done_callback(self._draining.discard)
@@ -109,6 +121,8 @@ class Reloader:
             log.warning("revision %s still had %d requests after %.0f s; closing its instances",
                         old.revision, old.in_flight, self.drain_timeout)
         await self.pool.retire(old)
+        del old
+        settle_heap()
         self.metrics.config_loaded(self.current.revision if self.current else "", len(self.pool.live))
 
     async def watch(self, interval: float) -> None:
