@@ -6,13 +6,50 @@ single usable core nothing is pinned and the report says so.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+
+def source_digest(root: Path) -> str:
+    """sha256 (12 hex) over the proxy/CLI sources, so a figure can be tied to the code measured."""
+    digest = hashlib.sha256()
+    for path in sorted((root / "proxy" / "src").rglob("*.py")) + sorted(
+            (root / "cli" / "src").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _cpu_times() -> list[tuple[int, int]]:
+    """(busy, total) jiffies per CPU from /proc/stat."""
+    out = []
+    with open("/proc/stat", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                values = [int(v) for v in line.split()[1:]]
+                idle = values[3] + (values[4] if len(values) > 4 else 0)
+                out.append((sum(values) - idle, sum(values)))
+    return out
+
+
+def background_busy(seconds: float = 1.0) -> list[float]:
+    """% busy of each CPU over `seconds` while the benchmark itself does nothing: anything else
+    running on the machine (another test suite, say) skews every figure."""
+    try:
+        before = _cpu_times()
+        time.sleep(seconds)
+        after = _cpu_times()
+    except OSError:
+        return []
+    return [round(100 * (b1 - b0) / max(1, t1 - t0), 1)
+            for (b0, t0), (b1, t1) in zip(before, after, strict=True)]
 
 
 def _cpu_model() -> str:
@@ -109,9 +146,10 @@ class Conditions:
     pinning: str
     load_generator: str
     wrk: str
+    source_digest: str
 
     @classmethod
-    def collect(cls, cores: Cores) -> Conditions:
+    def collect(cls, cores: Cores, root: Path) -> Conditions:
         wrk = shutil.which("wrk")
         try:
             usable = len(os.sched_getaffinity(0))
@@ -129,10 +167,11 @@ class Conditions:
             pinning=cores.describe(),
             load_generator=(
                 "raw asyncio+httptools client on uvloop (one process, keep-alive, no pipelining)"
-                + (f"; wrk for the saturation test ({_version_or(wrk)})" if wrk else
+                + ("; plus wrk (1 thread) in the saturation test" if wrk else
                    "; wrk not installed")
             ),
             wrk=_wrk_version(wrk) if wrk else "not installed",
+            source_digest=source_digest(root),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -142,6 +181,3 @@ class Conditions:
         return [f"{k.replace('_', ' ')}: {v}" for k, v in asdict(self).items()] + [
             f"python executable: {sys.executable}"]
 
-
-def _version_or(path: str) -> str:
-    return _wrk_version(path)

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 from contextlib import suppress
-from typing import Final
+from typing import Final, cast
 
 import httptools
 import orjson
@@ -82,8 +82,7 @@ class _Handler(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with suppress(OSError):

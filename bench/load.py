@@ -22,6 +22,7 @@ from array import array
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import cast
 
 import httptools
 
@@ -52,6 +53,21 @@ class Result:
     sent_at: array[float] = field(default_factory=lambda: array("d"))  # parallel to latencies
     statuses: dict[int, int] = field(default_factory=dict)
     late_sends: int = 0  # open loop: sends more than 1 ms behind schedule
+
+    def merge(self, other: Result) -> None:
+        """Add `other`'s counts and samples to this result (for runs split into rounds)."""
+        self.elapsed += other.elapsed
+        self.sent += other.sent
+        self.ok += other.ok
+        self.bad_status += other.bad_status
+        self.errors += other.errors
+        self.connections_opened += other.connections_opened
+        self.latencies.extend(other.latencies)
+        self.first_chunk.extend(other.first_chunk)
+        self.sent_at.extend(other.sent_at)
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
+        self.late_sends += other.late_sends
 
     @property
     def failed(self) -> int:
@@ -92,8 +108,7 @@ class _Conn(asyncio.Protocol):
         transport.write(request)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with suppress(OSError):
@@ -176,12 +191,20 @@ class _Driver:
 
 
 class _Closed(_Driver):
-    def __init__(self, request: bytes, deadline: float, total: int | None, record: bool) -> None:
+    """Each connection sends its next request from the previous one's completion callback; a
+    connection the server closes is replaced, so error answers with `Connection: close` are
+    counted instead of silently shrinking the load."""
+
+    def __init__(self, host: str, port: int, request: bytes, total: int | None,
+                 record: bool) -> None:
         super().__init__(record)
+        self.host = host
+        self.port = port
         self.request = request
-        self.deadline = deadline
+        self.deadline = 0.0
         self.total = total
         self.active = 0
+        self.replacing: set[asyncio.Task[None]] = set()
 
     def start(self, conn: _Conn) -> None:
         if self._more():
@@ -196,15 +219,35 @@ class _Closed(_Driver):
 
     def completed(self, conn: _Conn, now: float) -> None:
         self.account(conn, now)
-        if not conn.closed and self._more():
+        self._next(conn)
+
+    def broken(self, conn: _Conn) -> None:
+        super().broken(conn)
+        self._next(conn)
+
+    def _next(self, conn: _Conn) -> None:
+        if not self._more():
+            self._idle()
+        elif not conn.closed:
+            self.result.sent += 1
+            conn.send(self.request)
+        else:
+            task = self.loop.create_task(self._replace())
+            self.replacing.add(task)
+            task.add_done_callback(self.replacing.discard)
+
+    async def _replace(self) -> None:
+        try:
+            conn = await self.connect(self.host, self.port)
+        except OSError:
+            self.result.errors += 1
+            self._idle()
+            return
+        if self._more():
             self.result.sent += 1
             conn.send(self.request)
         else:
             self._idle()
-
-    def broken(self, conn: _Conn) -> None:
-        super().broken(conn)
-        self._idle()
 
     def _idle(self) -> None:
         self.active -= 1
@@ -216,7 +259,7 @@ async def closed_loop(host: str, port: int, request: bytes, connections: int, *,
                       duration: float | None = None, total: int | None = None,
                       record: bool = True) -> Result:
     """Saturate with `connections` back-to-back connections for `duration` s or `total` requests."""
-    driver = _Closed(request, 0.0, total, record)
+    driver = _Closed(host, port, request, total, record)
     conns = [await driver.connect(host, port) for _ in range(connections)]
     started = _now()
     driver.deadline = started + (duration if duration is not None else 1e9)
@@ -227,6 +270,8 @@ async def closed_loop(host: str, port: int, request: bytes, connections: int, *,
             await driver.done
     finally:
         driver.result.elapsed = _now() - started
+        for task in driver.replacing:
+            task.cancel()
         driver.close()
     return driver.result
 
@@ -261,11 +306,11 @@ class _Open(_Driver):
 
 
 async def open_loop(host: str, port: int, request: bytes, rate: float, duration: float, *,
-                    preopen: int = 8, timeout: float = 10.0) -> Result:
+                    preopen: int = 8, drain_s: float = 10.0) -> Result:
     """Send `rate` requests per second for `duration` s, each as scheduled, whatever the replies.
 
     A request whose scheduled time finds no idle connection gets a new one (counted in
-    `connections_opened`). Requests unanswered `timeout` s after the last send count as errors.
+    `connections_opened`). Requests unanswered `drain_s` s after the last send count as errors.
     """
     driver = _Open(record=True)
     for _ in range(preopen):
@@ -297,7 +342,7 @@ async def open_loop(host: str, port: int, request: bytes, rate: float, duration:
         driver.scheduling = False
         driver._check_done()
         try:
-            await asyncio.wait_for(asyncio.shield(driver.done), timeout)
+            await asyncio.wait_for(asyncio.shield(driver.done), drain_s)
         except TimeoutError:
             r.errors += driver.in_flight
     finally:
@@ -306,9 +351,9 @@ async def open_loop(host: str, port: int, request: bytes, rate: float, duration:
     return r
 
 
-async def http_get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """One GET with `Connection: close`; returns (status, body)."""
-    async with asyncio.timeout(timeout):
+async def http_get(host: str, port: int, path: str, limit_s: float = 5.0) -> tuple[int, bytes]:
+    """One GET with `Connection: close` answered within `limit_s`; returns (status, body)."""
+    async with asyncio.timeout(limit_s):
         reader, writer = await asyncio.open_connection(host, port)
         try:
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
