@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -150,7 +151,7 @@ def _announce(server: ProxyServer) -> None:
         f"  curl -s {server.url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
         f"    -d '{{\"model\": \"{example}\", \"messages\": [{{\"role\": \"user\", "
         "\"content\": \"hello\"}]}'\n"
-        f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{server.url}/v1', "
+        f"  {sys.executable} -c \"from openai import OpenAI; c = OpenAI(base_url='{server.url}/v1', "
         f"api_key='unused'); print(c.chat.completions.create(model='{example}', "
         "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\"\n"
         "Press Ctrl+C to stop.",
