@@ -282,6 +282,15 @@ CEL_CASES = [
     pytest.param(("Route",), "size(self.match.models) > 0",
                  {"match": {"models": ["gpt-*"]}}, {"match": {"models": []}},
                  id="route-has-models"),
+    pytest.param(("Route", "canary"), crds.STEPS_ASCENDING,
+                 {"pipeline": "v2", "steps": [5, 25, 50, 100]},
+                 {"pipeline": "v2", "steps": [5, 50, 25]}, id="canary-steps-ascending"),
+    pytest.param(("Route", "canary"), crds.STEPS_ASCENDING,
+                 {"pipeline": "v2"}, {"pipeline": "v2", "steps": [1, 2, 3, 4, 5, 6, 7, 8, 9, 9]},
+                 id="canary-steps-ascending-to-the-last-pair"),
+    pytest.param(("Route", "canary"), "!has(self.steps) || !has(self.weight) || self.weight == 0",
+                 {"pipeline": "v2", "weight": 0, "steps": [10]},
+                 {"pipeline": "v2", "weight": 10, "steps": [10]}, id="canary-weight-or-steps"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""`vpipe` command line: serve, validate, render, explain.
+"""`vpipe` command line: serve, validate, render, explain, rollout.
 
 Each subcommand parses its flags, calls the packages that do the work, and turns their errors
 into a message on stderr and a non-zero exit; nothing here decides anything itself.
@@ -7,11 +7,13 @@ into a message on stderr and a non-zero exit; nothing here decides anything itse
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vpipe_api.errors import VpipeApiError
 from vpipe_api.loading import Resources, load_resources
@@ -20,6 +22,10 @@ from vpipe_api.render import render, render_configmap
 from vpipe_proxy.errors import VpipeProxyError
 from vpipe_proxy.routing import Router
 
+if TYPE_CHECKING:
+    from vpipe_operator.credentials import Credentials
+
+CLI_USER_AGENT = "vpipe-cli/0.1"  # tells its requests apart from the operator's (audit logs)
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
@@ -30,6 +36,7 @@ examples:
   vpipe render -f examples/ > cm.yaml      the ConfigMap the operator would write (GitOps)
   vpipe explain -f examples/ --model gpt-4o-mini    which route takes a model, and why
   vpipe crds | kubectl apply -f -          install the Pipeline and Route CRDs
+  vpipe rollout promote glm -n team-a      advance a Route's canary one step (docs/rollout.md)
 """
 
 
@@ -87,6 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--prefix", default="", help="front-door path prefix, e.g. /team-a")
     explain.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                          help="request header (repeatable)")
+    rollout = sub.add_parser(
+        "rollout", help="promote, abort, resume, pause a Route's canary, or show its status",
+        description="Stepped canary rollouts (docs/rollout.md). An action sets the annotation "
+                    "vpipe.io/rollout on the Route (like `kubectl annotate route NAME "
+                    "vpipe.io/rollout=promote --overwrite`); the operator applies it once, removes "
+                    "it and records the result in the Route's status. Credentials: $KUBECONFIG, "
+                    "else the pod's service account, else ~/.kube/config.")
+    rollout.add_argument("action", choices=["promote", "abort", "resume", "pause", "status"],
+                         help="promote: one step further (past the last step: Promoted); "
+                              "abort: weight 0; resume: back to the step after abort or pause; "
+                              "status: print the rollout state")
+    rollout.add_argument("route", metavar="ROUTE", help="Route name")
+    rollout.add_argument("-n", "--namespace", default=None,
+                         help="namespace (default: the kubeconfig context's, else default)")
+    rollout.add_argument("--reason", default=None, help="abort: why (recorded in the status)")
+    rollout.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                         help="wait this long for the operator to apply the action (0: don't)")
     sub.add_parser("operator", help="run the Kubernetes operator (see `vpipe operator --help`)",
                    add_help=False)
     sub.add_parser("crds", help="print the Pipeline and Route CRDs (pipe to kubectl apply -f -)",
@@ -172,8 +196,75 @@ def cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from vpipe_operator.credentials import load_credentials
+    from vpipe_operator.errors import OperatorError
+
+    try:
+        credentials = load_credentials(os.environ)
+        return asyncio.run(_rollout(args, credentials))
+    except OperatorError as e:
+        print(f"vpipe rollout: {e}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+async def _rollout(args: argparse.Namespace, credentials: Credentials) -> int:
+    from vpipe_operator import kube, rollout
+
+    namespace = args.namespace or credentials.namespace or "default"
+    async with kube.KubeClient(credentials, user_agent=CLI_USER_AGENT) as client:
+        obj = await client.get(kube.ROUTES, namespace, args.route)
+        if obj is None:
+            print(f"vpipe rollout: Route '{args.route}' not found in namespace '{namespace}'",
+                  file=sys.stderr)
+            return EXIT_INVALID
+        if args.action != "status":
+            annotations = {rollout.ANNOTATION: args.action,
+                           rollout.REASON_ANNOTATION: args.reason if args.action == "abort"
+                           else None}
+            obj = await client.patch(kube.ROUTES, namespace, args.route,
+                                     {"metadata": {"annotations": annotations}})
+            deadline = asyncio.get_running_loop().time() + args.wait
+            while _pending(obj, rollout.ANNOTATION):
+                if asyncio.get_running_loop().time() >= deadline:
+                    print(f"requested {args.action}; the operator has not applied it yet "
+                          f"(is it running?): see `vpipe rollout status {args.route} -n "
+                          f"{namespace}`")
+                    return 0
+                await asyncio.sleep(0.2)
+                obj = await client.get(kube.ROUTES, namespace, args.route) or {}
+            await asyncio.sleep(0.2)  # the status is written right after the annotation goes
+            obj = await client.get(kube.ROUTES, namespace, args.route) or obj
+    print(_describe_rollout(obj))
+    return 0
+
+
+def _pending(obj: dict[str, Any], annotation: str) -> bool:
+    return annotation in ((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def _describe_rollout(obj: dict[str, Any]) -> str:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    canary = spec.get("canary")
+    name = f"Route {meta.get('namespace')}/{meta.get('name')}"
+    if not canary:
+        return f"{name}: no canary (spec.canary is unset); pipeline {spec.get('pipeline')}"
+    rollout = status.get("rollout") or {}
+    steps = canary.get("steps") or f"none (weight from spec.canary.weight: {canary.get('weight', 0)})"
+    lines = [
+        f"{name}: stable {spec.get('pipeline')}, canary {canary.get('pipeline')}",
+        f"  phase:         {rollout.get('phase', 'unknown (not reconciled yet)')}",
+        f"  active weight: {status.get('activeWeight', '-')}%",
+        f"  steps:         {steps}",
+        f"  current step:  {rollout.get('currentStep', '-')}",
+        f"  since:         {rollout.get('lastTransitionTime', '-')}",
+        f"  message:       {rollout.get('message', '')}",
+    ]
+    return "\n".join(lines)
+
+
 COMMANDS = {"crds": cmd_crds, "serve": cmd_serve, "validate": cmd_validate, "render": cmd_render,
-            "explain": cmd_explain}
+            "explain": cmd_explain, "rollout": cmd_rollout}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,11 @@
 """Thin appliers: read a namespace's state from the API, and carry out a `reconcile.Plan`.
 
 No decisions here (those are in `reconcile`), only I/O in a fixed order: the ConfigMap first,
-then the status patches (so Ready=True never precedes the config it claims), then the Events.
-Status patches and Events run concurrently, bounded, so 1,000 Routes do not take 1,000 round
-trips in a row. Events are best effort: a failed Event is logged, the reconcile still succeeds
-(the conditions carry the same news, and retrying would only post duplicates).
+then the consumed rollout annotations, then the status patches (so Ready=True never precedes
+the config it claims), then the Events. Status patches and Events run concurrently, bounded,
+so 1,000 Routes do not take 1,000 round trips in a row. Events are best effort: a failed Event
+is logged, the reconcile still succeeds (the conditions carry the same news, and retrying would
+only post duplicates).
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ async def execute(
         logger.info("Namespace %s: deleted ConfigMap %s (no Pipelines or Routes left)",
                     namespace, CONFIGMAP_NAME)
 
+    # Rollout actions are consumed before their result is recorded: if the operator dies in
+    # between, the action is lost (at most once; the status still shows the old step) rather
+    # than applied twice (a double promote would skip a step).
+    await _bounded(concurrency, [functools.partial(_patch_metadata, client, namespace, update)
+                                 for update in plan.metadata])
     await _bounded(concurrency, [functools.partial(_patch_status, client, namespace, update)
                                  for update in plan.statuses])
     await _bounded(concurrency, [functools.partial(_post_event, client, namespace, spec, now=now,
@@ -85,6 +91,19 @@ async def _patch_status(client: KubeClient, namespace: str, update: reconcile.St
     except errors.NotFound:
         logger.debug("%s/%s/%s: deleted before its status was written", update.kind, namespace,
                      update.name)
+
+
+async def _patch_metadata(
+    client: KubeClient, namespace: str, update: reconcile.MetadataPatch
+) -> None:
+    resource = kube.PIPELINES if update.kind == "Pipeline" else kube.ROUTES
+    try:
+        await client.patch(resource, namespace, update.name, update.patch)
+    except errors.NotFound:
+        logger.debug("%s/%s/%s: deleted before its rollout action was consumed", update.kind,
+                     namespace, update.name)
+    else:
+        logger.info("%s/%s/%s: consumed rollout action", update.kind, namespace, update.name)
 
 
 async def _post_event(

@@ -96,9 +96,13 @@ def changed(new: ConditionDict, previous: Mapping[str, Any] | None) -> bool:
 
 def status_patch(
     current: Mapping[str, Any], conditions: Sequence[ConditionDict],
-    generation: int | None, revision: str | None,
+    generation: int | None, revision: str | None, *, extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """The merge patch of `status` that makes it say this, or None when it already does."""
+    """The merge patch of `status` that makes it say this, or None when it already does.
+
+    `extra` adds members (a Route's `activeWeight`, `rollout`); None clears one, and a nested
+    map's keys that the desired value lacks are cleared too (a merge patch would keep them).
+    """
     others = [c for c in current.get("conditions") or []
               if not (isinstance(c, Mapping) and c.get("type") in OWNED)]
     desired: dict[str, Any] = {
@@ -106,6 +110,11 @@ def status_patch(
         "observedGeneration": generation,
         "configRevision": revision,
     }
+    desired.update(extra or {})
     if all(current.get(key) == value for key, value in desired.items()):
         return None
+    for key, value in (extra or {}).items():
+        old = current.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            desired[key] = {**{k: None for k in old if k not in value}, **value}
     return desired

@@ -64,12 +64,25 @@ def generate_crds() -> list[Schema]:
     ]
 
     route = _crd(resources.Route, plural="routes", short_names=["vrt", "vroute"],
-                 columns=_route_columns())
+                 columns=_route_columns(), status_model=status.RouteStatus)
     _at(route, "spec")["x-kubernetes-validations"] = [
         {"rule": "size(self.match.models) > 0",
          "message": "match.models must name at least one model (exact, glob or re:<regex>)"},
     ]
+    _at(route, "spec", "canary")["x-kubernetes-validations"] = [
+        {"rule": STEPS_ASCENDING,
+         "message": "steps must be strictly ascending, e.g. [5, 25, 50, 100]"},
+        {"rule": "!has(self.steps) || !has(self.weight) || self.weight == 0",
+         "message": "weight and steps are exclusive: with steps the operator sets the weight one "
+                    "explicit promote at a time; remove weight or steps"},
+    ]
     return [pipeline, route]
+
+
+# Unrolled over the bounded list (Kubernetes CEL has no index ranges): each neighbour pair.
+STEPS_ASCENDING: Final = "!has(self.steps) || (" + " && ".join(
+    f"(size(self.steps) <= {i + 1} || self.steps[{i}] < self.steps[{i + 1}])"
+    for i in range(resources.MAX_STEPS - 1)) + ")"
 
 
 def render_crds() -> dict[str, str]:
@@ -87,7 +100,7 @@ def structural(schema: Schema) -> Schema:
 
 
 def _crd(model: type[BaseModel], plural: str, short_names: list[str],
-         columns: list[Schema]) -> Schema:
+         columns: list[Schema], status_model: type[BaseModel] = status.ResourceStatus) -> Schema:
     kind = model.__name__
     schema = model.model_json_schema(by_alias=True, mode="validation")
     root: Schema = {
@@ -100,7 +113,7 @@ def _crd(model: type[BaseModel], plural: str, short_names: list[str],
             "metadata": {"type": "object"},  # the API server validates metadata itself
             "spec": _convert(schema["properties"]["spec"], schema["$defs"], "spec"),
             "status": structural(
-                status.ResourceStatus.model_json_schema(by_alias=True, mode="validation")),
+                status_model.model_json_schema(by_alias=True, mode="validation")),
         },
     }
     conditions = root["properties"]["status"]["properties"]["conditions"]
@@ -143,8 +156,10 @@ def _route_columns() -> list[Schema]:
         _column("Models", ".spec.match.models", "Model names this route takes."),
         _column("Pipeline", ".spec.pipeline", "Pipeline that serves the traffic."),
         _column("Canary", ".spec.canary.pipeline", "Canary (V2) pipeline, if any."),
-        _column("Weight", ".spec.canary.weight", "Percent of traffic sent or mirrored to the "
-                "canary.", type_="integer"),
+        _column("Weight", ".status.activeWeight", "Percent of traffic the proxies send or "
+                "mirror to the canary now (the rollout's step).", type_="integer"),
+        _column("Rollout", ".status.rollout.phase", "Canary rollout phase: Idle, Progressing, "
+                "Paused, Promoted or Aborted.", priority=1),
         _column("Priority", ".spec.priority", "Higher wins.", type_="integer"),
         *_status_columns(),
     ]
@@ -162,8 +177,13 @@ def _status_columns() -> list[Schema]:
     ]
 
 
-def _column(name: str, json_path: str, description: str, type_: str = "string") -> Schema:
-    return {"name": name, "type": type_, "jsonPath": json_path, "description": description}
+def _column(name: str, json_path: str, description: str, type_: str = "string",
+            priority: int = 0) -> Schema:
+    column: Schema = {"name": name, "type": type_, "jsonPath": json_path,
+                      "description": description}
+    if priority:
+        column["priority"] = priority  # shown with -o wide only
+    return column
 
 
 def _at(crd: Schema, *path: str) -> Schema:

@@ -65,8 +65,10 @@ EVENTS: Final = Resource("", "v1", "events", "Event")
 class KubeClient:
     """Kubernetes API calls over one aiohttp session; use as `async with KubeClient(...)`."""
 
-    def __init__(self, credentials: Credentials, *, timeout: float = 30.0) -> None:
+    def __init__(self, credentials: Credentials, *, timeout: float = 30.0,
+                 user_agent: str = USER_AGENT) -> None:
         self._credentials = credentials
+        self._user_agent = user_agent
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -136,7 +138,7 @@ class KubeClient:
         body: JSON | None = None, content_type: str = "application/json",
     ) -> JSON:
         session = self._ensure_session()
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        headers = {"Accept": "application/json", "User-Agent": self._user_agent}
         token = self._credentials.current_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"

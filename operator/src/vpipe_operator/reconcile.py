@@ -29,7 +29,7 @@ from vpipe_api.errors import ConfigInvalid, Issue
 from vpipe_api.loading import parse_resources
 from vpipe_api.render import render
 from vpipe_api.resources import Pipeline, Route
-from vpipe_operator import conditions, configmap
+from vpipe_operator import conditions, configmap, rollout
 from vpipe_operator.conditions import ConditionDict
 from vpipe_operator.events import EventSpec
 
@@ -97,6 +97,7 @@ class Analysis:
     invalid_pipelines: frozenset[str]
     document: ConfigDocument | None  # None: some resource is invalid
     secret_uses: Mapping[str, tuple[SecretUse, ...]]  # by pipeline name
+    routes: Mapping[str, Route] = dataclasses.field(default_factory=dict)  # parsed, by name
 
     @property
     def secret_names(self) -> frozenset[str]:
@@ -137,6 +138,15 @@ class StatusUpdate:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetadataPatch:
+    """A merge patch of a Route's metadata: consuming its rollout action annotation."""
+
+    kind: Kind
+    name: str
+    patch: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
     namespace: str
     configmap: ConfigMapAction
@@ -146,12 +156,13 @@ class Plan:
     revision: str | None  # the config revision the namespace serves after this plan
     recheck: bool  # a referenced Secret is missing: look again later
     summary: str
+    metadata: tuple[MetadataPatch, ...] = ()  # after the ConfigMap, before the statuses
 
     @property
     def writes(self) -> int:
         """API writes this plan makes (0 for a steady state)."""
         cm = 0 if isinstance(self.configmap, Keep) else 1
-        return cm + len(self.statuses) + len(self.events)
+        return cm + len(self.metadata) + len(self.statuses) + len(self.events)
 
 
 def analyze(snapshot: Snapshot) -> Analysis:
@@ -175,8 +186,16 @@ def analyze(snapshot: Snapshot) -> Analysis:
     document: ConfigDocument | None = None
     shared: list[Issue] = []
     refs = {obs.ref: obs for obs in live}
+    parsed_routes = {r.metadata.name: r for r in routes
+                     if r.metadata.namespace == snapshot.namespace}
+    # The weights the proxies should apply if this config is served (decide() refuses the
+    # actions again, with the reason, when it is not).
+    weights = {name: _rollout(refs[f"Route/{snapshot.namespace}/{name}"], route, now="",
+                              blocked=None).active_weight
+               for name, route in parsed_routes.items()
+               if route.spec.canary is not None and f"Route/{snapshot.namespace}/{name}" in refs}
     try:
-        document = render(pipelines, routes, namespace=snapshot.namespace)
+        document = render(pipelines, routes, namespace=snapshot.namespace, weights=weights)
     except ConfigInvalid as e:
         own, shared = attach_issues(e.issues, refs)
         for ref, found in own.items():
@@ -196,6 +215,7 @@ def analyze(snapshot: Snapshot) -> Analysis:
         invalid_pipelines=invalid | frozenset(unparsed_pipelines),
         document=document,
         secret_uses=_secret_uses(pipelines),
+        routes=parsed_routes,
     )
 
 
@@ -254,6 +274,7 @@ def decide(
 
     statuses: list[StatusUpdate] = []
     events: list[EventSpec] = []
+    metadata: list[MetadataPatch] = []
     for obs in snap.resources:
         validated, ready, config_revision = context.conditions_for(obs)
         if validated["status"] == "False" and conditions.changed(
@@ -264,8 +285,11 @@ def decide(
         if ready["reason"] in EVENT_REASONS and conditions.changed(
                 ready, conditions.find(obs.status, "Ready")):
             events.append(EventSpec(obs.kind, obs.name, obs.uid, ready["reason"], ready["message"]))
+        extra = context.rollout_status(obs)
+        if extra is not None and rollout_action(obs)[0] is not None:
+            metadata.append(MetadataPatch(obs.kind, obs.name, consume_patch(obs)))
         patch = conditions.status_patch(obs.status, (validated, ready), obs.generation,
-                                        config_revision)
+                                        config_revision, extra=extra)
         if patch is not None:
             statuses.append(StatusUpdate(obs.kind, obs.name, patch))
 
@@ -275,7 +299,37 @@ def decide(
                f"{len(analysis.issues)} invalid; ConfigMap: {_describe(action)}; "
                f"revision {revision or '-'}")
     return Plan(snap.namespace, action, tuple(statuses), tuple(kept), len(events) - len(kept),
-                revision, bool(missing), summary)
+                revision, bool(missing), summary, tuple(metadata))
+
+
+def rollout_action(obs: Observed) -> tuple[str | None, str | None]:
+    """The rollout action annotation on a Route (and the abort reason), if any."""
+    annotations = (obs.body.get("metadata") or {}).get("annotations") or {}
+    if not isinstance(annotations, Mapping):
+        return None, None
+    value, reason = annotations.get(rollout.ANNOTATION), annotations.get(rollout.REASON_ANNOTATION)
+    return (rollout.parse_action(value) if isinstance(value, str) else None,
+            reason if isinstance(reason, str) else None)
+
+
+def consume_patch(obs: Observed) -> dict[str, Any]:
+    """Remove the action (and reason) annotations. With the resourceVersion they were read at,
+    a concurrent new action makes the patch fail with 409 and the reconcile retry, rather than
+    being dropped unseen."""
+    meta: dict[str, Any] = {"annotations": {rollout.ANNOTATION: None,
+                                            rollout.REASON_ANNOTATION: None}}
+    version = (obs.body.get("metadata") or {}).get("resourceVersion")
+    if isinstance(version, str) and version:
+        meta["resourceVersion"] = version
+    return {"metadata": meta}
+
+
+def _rollout(obs: Observed, route: Route, *, now: str, blocked: str | None) -> rollout.State:
+    assert route.spec.canary is not None
+    action, reason = rollout_action(obs)
+    return rollout.advance(rollout.Spec.of(route.spec.canary),
+                           rollout.State.from_status(obs.status), action, now=now,
+                           blocked=blocked, reason=reason)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,6 +381,35 @@ class _Context:
             f"stays at its last good revision ({self.revision or 'none written'}) until every "
             f"resource is valid; fix {listed}",
         ), None
+
+    def rollout_status(self, obs: Observed) -> dict[str, Any] | None:
+        """`activeWeight` and `rollout` of a parsed Route (None values clear them); None for
+        Pipelines and unparseable Routes, whose status keeps what it has."""
+        route = self.analysis.routes.get(obs.name) if obs.kind == "Route" else None
+        if route is None:
+            return None
+        if route.spec.canary is None:
+            return {"activeWeight": None, "rollout": None}
+        state = _rollout(obs, route, now=self.now, blocked=self._rollout_blocked(obs, route))
+        return state.to_status()
+
+    def _rollout_blocked(self, obs: Observed, route: Route) -> str | None:
+        """Why the rollout cannot move now (the config it needs is not served), or None."""
+        if self.served:
+            return None
+        canary = route.spec.canary.pipeline if route.spec.canary else ""
+        invalid = self.analysis.invalid_pipelines
+        if self.analysis.issues.get(obs.ref):
+            return "the Route is invalid (see its Validated condition)"
+        if canary in invalid:
+            return (f"canary Pipeline '{canary}' is not Validated (see its Validated "
+                    "condition); fix it first")
+        if route.spec.pipeline in invalid:
+            return f"Pipeline '{route.spec.pipeline}' is not Validated; fix it first"
+        if self.size is not None:
+            return "the namespace's config is too large to serve (see the Ready condition)"
+        return ("the namespace's config is held at its last good revision until every resource "
+                "is valid (see the Ready condition)")
 
     def _served_ready(self, obs: Observed, pipeline: str | None) -> ConditionDict:
         if obs.kind == "Pipeline" and obs.name in self.missing:

@@ -6,7 +6,7 @@ locally, so all three produce byte-identical documents for the same resources.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -29,9 +29,16 @@ from vpipe_api.validation import validate
 
 
 def render(
-    pipelines: Sequence[Pipeline], routes: Sequence[Route], *, namespace: str | None = None
+    pipelines: Sequence[Pipeline], routes: Sequence[Route], *, namespace: str | None = None,
+    weights: Mapping[str, int] | None = None,
 ) -> ConfigDocument:
-    """Validate and render one namespace; raises `ConfigInvalid` with every problem found."""
+    """Validate and render one namespace; raises `ConfigInvalid` with every problem found.
+
+    `weights` maps Route names to the canary weight the proxies should apply now (the operator
+    passes its rollout state); a Route not in it gets `spec.canary.weight`, which with a steps
+    plan is 0, so `vpipe render` offline serves no canary traffic until a promote.
+    """
+    weights = weights or {}
     valid = validate(pipelines, routes, namespace=namespace)
     instances: dict[str, InstanceDoc] = {}
     pipeline_docs: dict[str, PipelineDoc] = {}
@@ -53,7 +60,7 @@ def render(
             protocols=list(r.protocols),
             path_prefix=r.route.spec.match.path_prefix,
             headers={k.lower(): v for k, v in r.route.spec.match.headers.items()},
-            canary=_canary(r.route),
+            canary=_canary(r.route, weights.get(r.route.metadata.name)),
         )
         for r in ordered
     ]
@@ -66,12 +73,14 @@ def render(
     return document.with_revision()
 
 
-def _canary(route: Route) -> CanaryDoc | None:
+def _canary(route: Route, weight: int | None) -> CanaryDoc | None:
     canary = route.spec.canary
     if canary is None:
         return None
     header = canary.stickiness.header if canary.stickiness else None
-    return CanaryDoc(pipeline=canary.pipeline, weight=canary.weight, mode=canary.mode,
+    return CanaryDoc(pipeline=canary.pipeline,
+                     weight=canary.weight if weight is None else max(0, min(100, weight)),
+                     mode=canary.mode,
                      stickiness_header=header.lower() if header else None)
 
 

@@ -26,6 +26,7 @@ INLINE_SECRET_FIELDS = frozenset(
 SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 
 Name = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
+MAX_STEPS = 10  # rollout steps per canary; bounds the CRD's CEL rule (unrolled, no ranges in CEL)
 
 
 class _Spec(BaseModel):
@@ -247,6 +248,25 @@ class Canary(_Spec):
     stickiness: Stickiness | None = Field(
         default=None, description="What keeps a client on one version; see Stickiness."
     )
+    steps: list[Annotated[int, Field(ge=1, le=100)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_STEPS,
+        description="A stepped rollout plan: canary weights in percent, strictly ascending "
+        "(e.g. [5, 25, 50, 100]). The canary starts at 0 and each advance is an explicit "
+        "action (annotation vpipe.io/rollout=promote, or `vpipe rollout promote`); status."
+        "activeWeight says what the proxies apply. Leave weight at 0 when steps are set.",
+    )
+
+    @model_validator(mode="after")
+    def _steps_plan(self) -> Canary:
+        if self.steps is None:
+            return self
+        if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError(f"steps {self.steps} must be strictly ascending, e.g. [5, 25, 50, 100]")
+        if self.weight != 0:
+            raise ValueError(f"weight {self.weight} and steps are exclusive: with steps the "
+                             "operator sets the weight one explicit promote at a time; remove "
+                             "weight (or set it to 0), or remove steps")
+        return self
 
 
 class RouteSpec(_Spec):

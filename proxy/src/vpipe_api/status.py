@@ -41,3 +41,37 @@ class ResourceStatus(_Status):
         default=None, description="metadata.generation the operator last processed.")
     config_revision: str | None = Field(
         default=None, description="Revision of the rendered config that includes this resource.")
+
+
+RolloutPhase = Literal["Idle", "Progressing", "Paused", "Promoted", "Aborted"]
+
+
+class RolloutStatus(_Status):
+    """Where a Route's canary rollout stands; written by the operator (see docs/rollout.md)."""
+
+    phase: RolloutPhase = Field(description="Idle: no step taken yet, or a weight-only canary "
+                                "(the weight comes from spec.canary.weight). Progressing: at "
+                                "a step. Paused: held at a step (pause action, or the steps "
+                                "changed). Promoted: every request goes to the canary; make it "
+                                "spec.pipeline in Git. Aborted: weight 0 until resumed.")
+    canary: str = Field(description="The canary Pipeline this rollout is about; a different "
+                        "spec.canary.pipeline starts a new rollout.")
+    steps: list[int] = Field(default_factory=list,
+                             description="The steps plan this state was computed against.")
+    current_step: int | None = Field(
+        default=None, description="Index into steps of the step in force; unset before the "
+        "first promote and for weight-only canaries.")
+    last_transition_time: str | None = Field(
+        default=None, description="RFC 3339 time the phase, step or weight last changed.")
+    message: str = Field(default="", description="What happened last and why, and what to do "
+                         "next (e.g. a refused action and the reason).")
+
+
+class RouteStatus(ResourceStatus):
+    """Status of a Route: the shared conditions plus the canary's rollout state."""
+
+    active_weight: int | None = Field(
+        default=None, description="Percent of traffic the proxies send (or mirror) to the "
+        "canary now: the rollout's step, not necessarily spec.canary.weight.")
+    rollout: RolloutStatus | None = Field(
+        default=None, description="The canary rollout state; unset without spec.canary.")
