@@ -102,26 +102,26 @@ class OperatorSettings:
 
         return cls(
             namespaces=get("NAMESPACES", parse_namespaces, d.namespaces),
-            debounce=get("DEBOUNCE", _seconds, d.debounce),
-            max_delay=get("MAX_DELAY", _seconds, d.max_delay),
-            secret_recheck=get("SECRET_RECHECK", _positive_seconds, d.secret_recheck),
+            debounce=get("DEBOUNCE", parse_seconds, d.debounce),
+            max_delay=get("MAX_DELAY", parse_seconds, d.max_delay),
+            secret_recheck=get("SECRET_RECHECK", parse_positive_seconds, d.secret_recheck),
             concurrency=get("CONCURRENCY", _positive_int, d.concurrency),
             write_concurrency=get("WRITE_CONCURRENCY", _positive_int, d.write_concurrency),
             max_events=get("MAX_EVENTS", _count, d.max_events),
-            backoff=get("BACKOFF", _positive_seconds, d.backoff),
-            backoff_max=get("BACKOFF_MAX", _positive_seconds, d.backoff_max),
-            request_timeout=get("REQUEST_TIMEOUT", _positive_seconds, d.request_timeout),
-            watch_server_timeout=get("WATCH_SERVER_TIMEOUT", _positive_seconds,
+            backoff=get("BACKOFF", parse_positive_seconds, d.backoff),
+            backoff_max=get("BACKOFF_MAX", parse_positive_seconds, d.backoff_max),
+            request_timeout=get("REQUEST_TIMEOUT", parse_positive_seconds, d.request_timeout),
+            watch_server_timeout=get("WATCH_SERVER_TIMEOUT", parse_positive_seconds,
                                      d.watch_server_timeout),
-            watch_client_timeout=get("WATCH_CLIENT_TIMEOUT", _positive_seconds,
+            watch_client_timeout=get("WATCH_CLIENT_TIMEOUT", parse_positive_seconds,
                                      d.watch_client_timeout),
-            watch_connect_timeout=get("WATCH_CONNECT_TIMEOUT", _positive_seconds,
+            watch_connect_timeout=get("WATCH_CONNECT_TIMEOUT", parse_positive_seconds,
                                       d.watch_connect_timeout),
-            peering=get("PEERING", _text, d.peering),
+            peering=get("PEERING", parse_text, d.peering),
             priority=get("PRIORITY", _integer, d.priority),
-            liveness=get("LIVENESS", _text, d.liveness),
-            scanning=get("SCANNING", _boolean, d.scanning),
-            shutdown_timeout=get("SHUTDOWN_TIMEOUT", _seconds, d.shutdown_timeout),
+            liveness=get("LIVENESS", parse_text, d.liveness),
+            scanning=get("SCANNING", parse_boolean, d.scanning),
+            shutdown_timeout=get("SHUTDOWN_TIMEOUT", parse_seconds, d.shutdown_timeout),
         )
 
 
@@ -138,11 +138,15 @@ def parse_namespaces(name: str, raw: str) -> tuple[str, ...]:
     return items
 
 
-def _text(name: str, raw: str) -> str:
+# Parsers for VPIPE_* values, shared with the webhook's settings: (variable name, raw) -> value,
+# raising SettingsError that names the variable and what it needs to be.
+
+
+def parse_text(name: str, raw: str) -> str:
     return raw
 
 
-def _boolean(name: str, raw: str) -> bool:
+def parse_boolean(name: str, raw: str) -> bool:
     value = raw.lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -172,7 +176,7 @@ def _count(name: str, raw: str) -> int:
     return value
 
 
-def _seconds(name: str, raw: str) -> float:
+def parse_seconds(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -182,8 +186,8 @@ def _seconds(name: str, raw: str) -> float:
     return value
 
 
-def _positive_seconds(name: str, raw: str) -> float:
-    value = _seconds(name, raw)
+def parse_positive_seconds(name: str, raw: str) -> float:
+    value = parse_seconds(name, raw)
     if value <= 0:
         raise SettingsError(f"Invalid {name}={raw!r}. Needs to be a positive number of seconds")
     return value

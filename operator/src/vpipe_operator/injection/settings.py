@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Final, TypeVar
 
 from vpipe_operator.errors import SettingsError
+from vpipe_operator.settings import parse_boolean, parse_positive_seconds, parse_seconds, parse_text
 
 PREFIX: Final = "VPIPE_WEBHOOK_"
 T = TypeVar("T")
@@ -113,7 +114,7 @@ class WebhookSettings:
             return parse(PREFIX + name, raw) if raw else default
 
         sidecar = SidecarSettings(
-            image=get("PROXY_IMAGE", _text, s.image),
+            image=get("PROXY_IMAGE", parse_text, s.image),
             image_pull_policy=get("PROXY_PULL_POLICY", _pull_policy, s.image_pull_policy),
             cpu_request=get("PROXY_CPU_REQUEST", quantity, s.cpu_request),
             memory_request=get("PROXY_MEMORY_REQUEST", quantity, s.memory_request),
@@ -121,7 +122,7 @@ class WebhookSettings:
             memory_limit=get("PROXY_MEMORY_LIMIT", optional_quantity, s.memory_limit),
             port=get("PROXY_PORT", port, s.port),
             admin_port=get("PROXY_ADMIN_PORT", port, s.admin_port),
-            native_sidecar=get("NATIVE_SIDECAR", _boolean, s.native_sidecar),
+            native_sidecar=get("NATIVE_SIDECAR", parse_boolean, s.native_sidecar),
         )
         if sidecar.port == sidecar.admin_port:
             raise SettingsError(
@@ -129,15 +130,15 @@ class WebhookSettings:
                 f"{sidecar.port}. Need to be two different ports"
             )
         return cls(
-            host=get("HOST", _text, d.host),
+            host=get("HOST", parse_text, d.host),
             port=get("PORT", port, d.port),
-            cert_file=get("CERT_FILE", _text, d.cert_file),
-            key_file=get("KEY_FILE", _text, d.key_file),
-            cert_reload_interval=get("CERT_RELOAD_INTERVAL", _positive_seconds,
+            cert_file=get("CERT_FILE", parse_text, d.cert_file),
+            key_file=get("KEY_FILE", parse_text, d.key_file),
+            cert_reload_interval=get("CERT_RELOAD_INTERVAL", parse_positive_seconds,
                                      d.cert_reload_interval),
-            lookup_timeout=get("LOOKUP_TIMEOUT", _positive_seconds, d.lookup_timeout),
-            shutdown_delay=get("SHUTDOWN_DELAY", _seconds, d.shutdown_delay),
-            namespace=get("NAMESPACE", _text, d.namespace),
+            lookup_timeout=get("LOOKUP_TIMEOUT", parse_positive_seconds, d.lookup_timeout),
+            shutdown_delay=get("SHUTDOWN_DELAY", parse_seconds, d.shutdown_delay),
+            namespace=get("NAMESPACE", parse_text, d.namespace),
             sidecar=sidecar,
         )
 
@@ -167,40 +168,7 @@ def optional_quantity(name: str, raw: str) -> str:
     return "" if raw.lower() == "none" else quantity(name, raw)
 
 
-def _text(name: str, raw: str) -> str:
-    return raw
-
-
 def _pull_policy(name: str, raw: str) -> str:
     if raw not in ("Always", "IfNotPresent", "Never"):
         raise SettingsError(f"Invalid {name}={raw!r}. Needs to be Always, IfNotPresent or Never")
     return raw
-
-
-def _boolean(name: str, raw: str) -> bool:
-    value = raw.lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"Invalid {name}={raw!r}. Needs to be true or false")
-
-
-def _seconds(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise SettingsError(f"Invalid {name}={raw!r}. Needs to be zero or more seconds")
-    return value
-
-
-def _positive_seconds(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise SettingsError(f"Invalid {name}={raw!r}. Needs to be a positive number of seconds")
-    return value
