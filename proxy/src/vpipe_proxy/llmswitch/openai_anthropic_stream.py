@@ -6,33 +6,20 @@ order), and its `input_json_delta` fragments become argument deltas, unchanged a
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import orjson
-
 from vpipe_proxy.llmswitch.openai_anthropic import STOP_TO_FINISH, usage_to_openai
-from vpipe_proxy.llmswitch.stream_common import StreamConverter
-
-DONE = b"data: [DONE]\n\n"
+from vpipe_proxy.llmswitch.stream_common import ChatChunkStream
 
 
-class AnthropicToOpenAIStream(StreamConverter):
+class AnthropicToOpenAIStream(ChatChunkStream):
     """One stream's conversion state."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        super().__init__()
-        self._include_usage = include_usage
-        self._head: dict[str, Any] = {"id": "chatcmpl-", "object": "chat.completion.chunk",
-                                      "created": int(time.time()), "model": model}
+        super().__init__(model, include_usage)
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_call index
         self._usage: dict[str, Any] = {}
         self._stop: str | None = None
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data = {**self._head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
-                                           "logprobs": None}]}
-        return b"data: " + orjson.dumps(data) + b"\n\n"
 
     def _on_event(self, kind: str | None, data: dict[str, Any]) -> bytes:
         kind = data.get("type", kind)
@@ -76,9 +63,5 @@ class AnthropicToOpenAIStream(StreamConverter):
         return b""  # signature_delta and the like carry nothing OpenAI clients can use
 
     def _close(self) -> bytes:
-        self._done = True
-        out = self._chunk({}, STOP_TO_FINISH.get(self._stop or "end_turn", "stop"))
-        if self._include_usage:
-            usage = {**self._head, "choices": [], "usage": usage_to_openai(self._usage)}
-            out += b"data: " + orjson.dumps(usage) + b"\n\n"
-        return out + DONE
+        return self._end(STOP_TO_FINISH.get(self._stop or "end_turn", "stop"),
+                         usage_to_openai(self._usage))

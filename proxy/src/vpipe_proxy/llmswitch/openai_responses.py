@@ -14,7 +14,7 @@ import orjson
 
 from vpipe_proxy.errors import ProxyError, bad_request
 from vpipe_proxy.llmswitch.anthropic_openai import UNSUPPORTED_FIELD
-from vpipe_proxy.llmswitch.stream_common import StreamConverter
+from vpipe_proxy.llmswitch.stream_common import ChatChunkStream
 
 _KNOWN: Final = frozenset({
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
@@ -163,20 +163,12 @@ def response_to_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
             "usage": usage_to_chat(data.get("usage"))}
 
 
-class ResponsesToChatStream(StreamConverter):
+class ResponsesToChatStream(ChatChunkStream):
     """Responses stream events -> chat.completion.chunk stream, one stream's state."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        super().__init__()
-        self._include_usage = include_usage
-        self._head: dict[str, Any] = {"id": "chatcmpl-", "object": "chat.completion.chunk",
-                                      "created": int(time.time()), "model": model}
+        super().__init__(model, include_usage)
         self._tools: dict[str, int] = {}  # function_call item id -> chat tool_call index
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data = {**self._head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
-                                           "logprobs": None}]}
-        return b"data: " + orjson.dumps(data) + b"\n\n"
 
     def _on_event(self, kind: str | None, data: dict[str, Any]) -> bytes:
         kind = data.get("type", kind)
@@ -204,11 +196,7 @@ class ResponsesToChatStream(StreamConverter):
             return self._chunk({"tool_calls": [{"index": position, "function": {
                 "arguments": data.get("delta", "")}}]})
         if kind in ("response.completed", "response.incomplete"):
-            self._done = True
             response = data.get("response") or {}
-            out = self._chunk({}, finish_reason(response, bool(self._tools)))
-            if self._include_usage:
-                usage = {**self._head, "choices": [], "usage": usage_to_chat(response.get("usage"))}
-                out += b"data: " + orjson.dumps(usage) + b"\n\n"
-            return out + b"data: [DONE]\n\n"
+            return self._end(finish_reason(response, bool(self._tools)),
+                             usage_to_chat(response.get("usage")))
         return b""  # lifecycle and .done events repeat what the deltas carried

@@ -7,6 +7,7 @@ events and streams cut short into ProxyErrors (502) that the front end reports i
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -65,3 +66,27 @@ class StreamConverter:
     def _ended_early(self) -> bytes:
         raise ProxyError(502, "upstream_protocol_error",
                          "the provider's stream ended before it finished the answer")
+
+
+class ChatChunkStream(StreamConverter):
+    """Base of the converters that emit OpenAI chat.completion.chunk events."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        super().__init__()
+        self._include_usage = include_usage
+        self._head: dict[str, Any] = {"id": "chatcmpl-", "object": "chat.completion.chunk",
+                                      "created": int(time.time()), "model": model}
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = {**self._head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                           "logprobs": None}]}
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def _end(self, finish: str, usage: dict[str, Any]) -> bytes:
+        """The finish chunk, the usage chunk when the client asked for it, and [DONE]."""
+        self._done = True
+        out = self._chunk({}, finish)
+        if self._include_usage:
+            out += b"data: " + orjson.dumps({**self._head, "choices": [], "usage": usage}) + \
+                b"\n\n"
+        return out + b"data: [DONE]\n\n"
