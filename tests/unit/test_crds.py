@@ -291,6 +291,18 @@ CEL_CASES = [
     pytest.param(("Route", "canary"), "!has(self.steps) || !has(self.weight) || self.weight == 0",
                  {"pipeline": "v2", "weight": 0, "steps": [10]},
                  {"pipeline": "v2", "weight": 10, "steps": [10]}, id="canary-weight-or-steps"),
+    pytest.param(("Route", "canary"), "!has(self.analysis) || has(self.steps)",
+                 {"pipeline": "v2", "steps": [10], "analysis": {"metrics": []}},
+                 {"pipeline": "v2", "weight": 10, "analysis": {"metrics": []}},
+                 id="canary-analysis-needs-steps"),
+    pytest.param(("Route", "canary", "analysis", "metrics", "[]"), "has(self.min) || has(self.max)",
+                 {"name": "success-rate", "min": 0.99}, {"name": "success-rate"},
+                 id="analysis-metric-has-a-threshold"),
+    pytest.param(("Route", "canary", "analysis", "metrics", "[]"),
+                 "has(self.query) || self.name in "
+                 "['success-rate', 'latency-p99', 'translation-errors']",
+                 {"name": "errors", "query": "vector(0)", "max": 0},
+                 {"name": "errors", "max": 0}, id="analysis-metric-query-or-built-in"),
 ]
 
 

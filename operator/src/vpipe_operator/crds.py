@@ -16,13 +16,14 @@ feature fails here, loudly, rather than in `kubectl apply`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel
 
 from vpipe_api import API_GROUP, API_VERSION, resources, status
+from vpipe_api.analysis import BUILTIN_METRICS
 
 Schema = dict[str, Any]
 
@@ -75,8 +76,22 @@ def generate_crds() -> list[Schema]:
         {"rule": "!has(self.steps) || !has(self.weight) || self.weight == 0",
          "message": "weight and steps are exclusive: with steps the operator sets the weight one "
                     "explicit promote at a time; remove weight or steps"},
+        {"rule": "!has(self.analysis) || has(self.steps)",
+         "message": "analysis needs steps: its checks run at each step; add steps, e.g. "
+                    "[5, 25, 50]"},
+    ]
+    _at(route, "spec", "canary", "analysis", "metrics", "items")["x-kubernetes-validations"] = [
+        {"rule": "has(self.min) || has(self.max)",
+         "message": "a metric needs a threshold: set min, max or both"},
+        {"rule": "has(self.query) || self.name in " + _cel_list(BUILTIN_METRICS),
+         "message": "a metric without a query must be a built-in: "
+                    + ", ".join(BUILTIN_METRICS)},
     ]
     return [pipeline, route]
+
+
+def _cel_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
 
 
 # Unrolled over the bounded list (Kubernetes CEL has no index ranges): each neighbour pair.
@@ -160,6 +175,8 @@ def _route_columns() -> list[Schema]:
                 "mirror to the canary now (the rollout's step).", type_="integer"),
         _column("Rollout", ".status.rollout.phase", "Canary rollout phase: Idle, Progressing, "
                 "Paused, Promoted or Aborted.", priority=1),
+        _column("Sidecars", ".status.sidecars.summary", "Proxies serving the current config "
+                "revision, of those running (loaded/total).", priority=1),
         _column("Priority", ".spec.priority", "Higher wins.", type_="integer"),
         *_status_columns(),
     ]

@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from vpipe_api.analysis import BUILTIN_METRICS, PLACEHOLDERS, duration_seconds, unknown_placeholders
 from vpipe_api.protocols import ClientProtocol, ProviderProtocol
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -26,6 +27,7 @@ INLINE_SECRET_FIELDS = frozenset(
 SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 
 Name = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
+MAX_METRICS = 10  # analysis metrics per canary
 MAX_STEPS = 10  # rollout steps per canary; bounds the CRD's CEL rule (unrolled, no ranges in CEL)
 
 
@@ -231,6 +233,78 @@ class Stickiness(_Spec):
     )
 
 
+class AnalysisMetric(_Spec):
+    """One check of an analysis: a PromQL value that must stay within [min, max]."""
+
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)] = Field(
+        description="The check's name. Without a query it names a built-in: "
+        + "; ".join(f"{name}: {m.meaning}" for name, m in BUILTIN_METRICS.items()) + ".")
+    query: str | None = Field(
+        default=None, min_length=1, max_length=4096,
+        description="PromQL returning one number; placeholders: "
+        + "; ".join(f"${key}: {meaning}" for key, meaning in PLACEHOLDERS.items())
+        + ". No data (e.g. no canary traffic yet) is inconclusive: neither a pass nor a failure.")
+    min: float | None = Field(default=None, description="Fail when the value is below this.")
+    max: float | None = Field(default=None, description="Fail when the value is above this.")
+
+    @model_validator(mode="after")
+    def _checkable(self) -> AnalysisMetric:
+        if self.min is None and self.max is None:
+            raise ValueError(f"metric '{self.name}' has no threshold: set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"metric '{self.name}': min {self.min} is above max {self.max}")
+        if self.query is None and self.name not in BUILTIN_METRICS:
+            raise ValueError(f"metric '{self.name}' has no query and is not a built-in "
+                             f"({', '.join(BUILTIN_METRICS)}); add a query or use a built-in name")
+        unknown = unknown_placeholders(self.query) if self.query is not None else []
+        if unknown:
+            raise ValueError(f"metric '{self.name}': unknown placeholder(s) "
+                             f"{', '.join(unknown)} in query; use "
+                             + ", ".join(f"${key}" for key in PLACEHOLDERS))
+        return self
+
+
+class CanaryAnalysis(_Spec):
+    """Checks run against Prometheus at every step of a rollout; a failure pauses or aborts."""
+
+    prometheus: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]+$", max_length=2048,
+        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090; default: the "
+        "operator's VPIPE_PROMETHEUS_URL.")
+    interval: str = Field(
+        default="1m", pattern=r"^[1-9][0-9]*(s|m|h)$",
+        description="Time between checks, and the range ($window) the built-ins average over; "
+        "make it at least twice Prometheus' scrape interval.")
+    failure_limit: int = Field(
+        default=2, ge=1, le=100,
+        description="Consecutive failed checks that trigger onFailure (a query error counts "
+        "as a failure).")
+    on_failure: Literal["pause", "abort"] = Field(
+        default="pause", description="pause: hold at the step (the canary keeps its share) "
+        "until resume or abort. abort: weight 0 at once.")
+    auto_promote: bool = Field(
+        default=False, description="Advance on passing checks: step 0 once every sidecar "
+        "loaded the canary, the next step after checksPerStep passing checks in a row, and "
+        "Promoted (100%) after the last step. Without it only an explicit promote advances.")
+    checks_per_step: int = Field(
+        default=3, ge=1, le=1000,
+        description="Passing checks in a row a step needs before autoPromote moves on.")
+    metrics: list[AnalysisMetric] = Field(
+        min_length=1, max_length=MAX_METRICS, description="The checks; every one must pass.")
+
+    @property
+    def interval_seconds(self) -> int:
+        return duration_seconds(self.interval)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CanaryAnalysis:
+        names = [m.name for m in self.metrics]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"metric names must be unique; repeated: {', '.join(twice)}")
+        return self
+
+
 class Canary(_Spec):
     """A second pipeline (V2) that takes a share of the Route's traffic or a shadow copy."""
 
@@ -256,8 +330,16 @@ class Canary(_Spec):
         "activeWeight says what the proxies apply. Leave weight at 0 when steps are set.",
     )
 
+    analysis: CanaryAnalysis | None = Field(
+        default=None, description="Optional checks against Prometheus at every step; needs "
+        "steps. A failed analysis pauses or aborts; it promotes only with autoPromote: true.",
+    )
+
     @model_validator(mode="after")
     def _steps_plan(self) -> Canary:
+        if self.analysis is not None and self.steps is None:
+            raise ValueError("analysis needs steps: its checks run at each step and a failure "
+                             "holds or aborts the rollout there; add steps, e.g. [5, 25, 50]")
         if self.steps is None:
             return self
         if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):

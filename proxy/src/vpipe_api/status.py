@@ -46,6 +46,40 @@ class ResourceStatus(_Status):
 RolloutPhase = Literal["Idle", "Progressing", "Paused", "Promoted", "Aborted"]
 
 
+class CheckResult(_Status):
+    """One metric of the last analysis check."""
+
+    name: str = Field(description="The metric's name (spec.canary.analysis.metrics[].name).")
+    value: str = Field(description="What Prometheus returned, or 'no data' / the query error.")
+    verdict: Literal["Passed", "Failed", "Inconclusive"] = Field(
+        description="Passed: within [min, max]. Failed: outside, or the query failed. "
+        "Inconclusive: no data (e.g. no canary traffic yet).")
+
+
+class AnalysisStatus(_Status):
+    """The analysis at the step in force: counts of consecutive verdicts and the last check."""
+
+    step: int = Field(description="The step these checks belong to; a new step starts over.")
+    passes: int = Field(default=0, description="Passing checks in a row at this step.")
+    failures: int = Field(default=0, description="Failed checks in a row at this step.")
+    last_check_time: str | None = Field(default=None,
+                                        description="RFC 3339 time of the last check.")
+    results: list[CheckResult] = Field(default_factory=list,
+                                       description="Each metric of the last check.")
+
+
+class SidecarsStatus(_Status):
+    """Which of the namespace's proxies run the config revision in the ConfigMap."""
+
+    revision: str | None = Field(default=None,
+                                 description="The revision in the ConfigMap the count is about.")
+    loaded: int = Field(description="Proxies that report they serve that revision.")
+    total: int = Field(description="Running proxies found (pods labelled vpipe.io/proxy).")
+    summary: str = Field(description="loaded/total, e.g. 2/3 (the Sidecars column).")
+    message: str = Field(default="", description="'loaded by N of M sidecars', and which ones "
+                         "lag and why (at most a few are named).")
+
+
 class RolloutStatus(_Status):
     """Where a Route's canary rollout stands; written by the operator (see docs/rollout.md)."""
 
@@ -65,6 +99,9 @@ class RolloutStatus(_Status):
         default=None, description="RFC 3339 time the phase, step or weight last changed.")
     message: str = Field(default="", description="What happened last and why, and what to do "
                          "next (e.g. a refused action and the reason).")
+    analysis: AnalysisStatus | None = Field(
+        default=None, description="Checks at the step in force; unset without "
+        "spec.canary.analysis.")
 
 
 class RouteStatus(ResourceStatus):
@@ -75,3 +112,7 @@ class RouteStatus(ResourceStatus):
         "canary now: the rollout's step, not necessarily spec.canary.weight.")
     rollout: RolloutStatus | None = Field(
         default=None, description="The canary rollout state; unset without spec.canary.")
+    sidecars: SidecarsStatus | None = Field(
+        default=None, description="How many of the namespace's proxies loaded the current "
+        "config; the canary's weight rises only once all have (unset without spec.canary, or "
+        "when the operator's sidecar gate is off).")
