@@ -79,6 +79,7 @@ GOLDEN_PATCH = [
         "vpipe.io/sidecar-status":
             '{"image": "registry.example/vpipe-proxy:1.2.3", "nativeSidecar": false, '
             '"secrets": ["deepseek"]}'}},
+    {"op": "add", "path": "/metadata/labels", "value": {"vpipe.io/proxy": "sidecar"}},
 ]
 
 
@@ -132,6 +133,7 @@ def test_patched_pod_is_a_valid_pod_for_kubernetes() -> None:
 
 def test_existing_env_volumes_and_annotations_get_appends() -> None:
     pod = make_pod(annotations={"team": "a"}, volumes=[{"name": "data", "emptyDir": {}}])
+    pod["metadata"]["labels"] = {"app": "chat"}
     pod["spec"]["containers"].append(
         {"name": "worker", "image": "w", "env": [{"name": "OPENAI_BASE_URL", "value": "http://x/v1"},
                                                  {"name": "LOG", "value": "debug"}]})
@@ -139,8 +141,11 @@ def test_existing_env_volumes_and_annotations_get_appends() -> None:
     paths = [op["path"] for op in result.patch]
     assert paths == ["/spec/containers/0/env", "/spec/containers/1/env/-", "/spec/volumes/-",
                      "/spec/volumes/-", "/spec/containers/-",
-                     "/metadata/annotations/vpipe.io~1sidecar-status"]
+                     "/metadata/annotations/vpipe.io~1sidecar-status",
+                     "/metadata/labels/vpipe.io~1proxy"]
     patched = apply_patch(pod, result.patch)
+    # The operator finds the proxies by this label; the pod's own labels stay.
+    assert patched["metadata"]["labels"] == {"app": "chat", "vpipe.io/proxy": "sidecar"}
     assert env_of(container(patched, "worker")) == {
         "OPENAI_BASE_URL": "http://x/v1", "LOG": "debug",  # the app's own value wins
         "ANTHROPIC_BASE_URL": "http://127.0.0.1:8080"}

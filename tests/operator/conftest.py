@@ -25,6 +25,7 @@ RESOURCES = [
     ("v1/configmaps", "ConfigMap", True, set()),
     ("v1/secrets", "Secret", True, set()),
     ("v1/events", "Event", True, set()),
+    ("v1/pods", "Pod", True, {"status"}),
     ("v1/namespaces", "Namespace", False, {"status"}),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False,
      {"status"}),

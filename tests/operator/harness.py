@@ -27,7 +27,7 @@ T = TypeVar("T")
 GV = "vpipe.io/v1alpha1"
 RBAC_DIR = Path(__file__).parents[2] / "operator" / "rbac"
 PLURALS = {"Pipeline": "pipelines", "Route": "routes", "ConfigMap": "configmaps",
-           "Secret": "secrets", "Event": "events", "Namespace": "namespaces"}
+           "Secret": "secrets", "Event": "events", "Namespace": "namespaces", "Pod": "pods"}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 FAST = OperatorSettings(

@@ -36,5 +36,9 @@ def test_handler_ids_are_stable() -> None:
     registry = runtime.registry
     watching = {h.id for h in registry._watching.get_all_handlers()}
     activities = {h.id for h in registry._activities.get_all_handlers()}
-    assert watching == {"pipeline-events", "route-events", "configmap-events"}
+    assert watching == {"pipeline-events", "route-events", "configmap-events",
+                        "proxy-pod-events"}
     assert activities == {"vpipe-startup", "vpipe-cleanup", "vpipe-login"}
+    gateless = Runtime(OperatorSettings(sidecar_gate=False), Credentials(server="http://x",
+                                                                         origin="test"))
+    assert "proxy-pod-events" not in {h.id for h in gateless.registry._watching.get_all_handlers()}

@@ -85,3 +85,7 @@ def truncate(text: str, limit: int = MAX_PAYLOAD) -> str:
     """`text` cut to `limit` characters, marking the cut so nobody mistakes it for the whole."""
     text = " ".join(text.split())
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more chars)"
+
+
+class PrometheusError(OperatorError):
+    """A Prometheus query for canary analysis failed; the message names the server and why."""

@@ -4,7 +4,8 @@ Watching (`kopf.on.event`) instead of kopf's create/update/delete handlers is de
 reconcile is per namespace and level-based (it re-reads everything), so there is nothing to
 persist per object: no finalizers, no kopf annotations, no extra patches on user resources.
 The ConfigMap watch is filtered by label (also server-side) so a hand edit of `vpipe-config`,
-or its deletion, brings the namespace back to the rendered state.
+or its deletion, brings the namespace back to the rendered state. Pods are watched only when
+they carry the `vpipe.io/proxy` label (the proxies whose loaded revision gates canaries).
 
 The handler ids are part of kopf's contract with the cluster (it logs and may persist by id);
 do not rename them.
@@ -19,7 +20,7 @@ import kopf
 
 from vpipe_api import API_GROUP, API_VERSION
 from vpipe_api.document import CONFIGMAP_NAME
-from vpipe_operator import configmap
+from vpipe_operator import configmap, sidecars
 from vpipe_operator.credentials import Credentials
 from vpipe_operator.settings import OperatorSettings
 
@@ -67,6 +68,14 @@ def build_registry(host: Host) -> kopf.OperatorRegistry:
         if name == CONFIGMAP_NAME:
             host.touch(namespace)
 
+    if host.settings.sidecar_gate:  # off: pods are neither watched nor listed (nor granted)
+        @kopf.on.event("", "v1", "pods", id="proxy-pod-events", registry=registry,
+                       labels={sidecars.LABEL: kopf.PRESENT})
+        async def proxy_pod_event(namespace: str | None, **_: Any) -> None:
+            # A proxy started, became ready or went away: the "loaded by N of M" count and a
+            # canary's gate may have changed.
+            host.touch(namespace)
+
     return registry
 
 
@@ -82,6 +91,8 @@ def configure(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
     settings.scanning.disabled = not ours.scanning
     # Only our ConfigMaps: filtered by the API server, not just by the handler.
     settings.watching.label_selectors["v1", "configmaps"] = configmap.LABEL_SELECTOR
+    # Only the proxies' pods, never every pod of the cluster.
+    settings.watching.label_selectors["v1", "pods"] = sidecars.LABEL_SELECTOR
     # Our own Events carry the rejections; kopf posts only its own warnings and errors.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "vpipe-operator"

@@ -1,7 +1,8 @@
 """A small typed REST client for the few Kubernetes API calls the operator makes.
 
 kopf watches; this client reads and writes: list Pipelines/Routes, get/create/patch/delete the
-`vpipe-config` ConfigMap, get Secrets (key names only), merge-patch CR status, create Events.
+`vpipe-config` ConfigMap, get Secrets (key names only), list the proxies' Pods, merge-patch CR
+status, create Events.
 Writes are JSON merge patches (`application/merge-patch+json`), which need no resourceVersion
 dance and are what kmock emulates. Every response goes through `_request`, the one place that
 turns HTTP failures into the `errors` hierarchy (404, 409, 429 with Retry-After, 5xx, network).
@@ -60,6 +61,7 @@ ROUTES: Final = Resource("vpipe.io", "v1alpha1", "routes", "Route")
 CONFIGMAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
 SECRETS: Final = Resource("", "v1", "secrets", "Secret")
 EVENTS: Final = Resource("", "v1", "events", "Event")
+PODS: Final = Resource("", "v1", "pods", "Pod")
 
 
 class KubeClient:
@@ -86,17 +88,19 @@ class KubeClient:
             await self._session.close()
             self._session = None
 
-    async def list(self, resource: Resource, namespace: str) -> list[JSON]:
+    async def list(self, resource: Resource, namespace: str, *,
+                   label_selector: str | None = None) -> list[JSON]:
         """Every object of `resource` in `namespace`, following `continue` pages."""
         items: list[JSON] = []
-        params: dict[str, str] = {"limit": str(LIST_CHUNK)}
+        selector = {"labelSelector": label_selector} if label_selector else {}
+        params: dict[str, str] = {"limit": str(LIST_CHUNK), **selector}
         while True:
             page = await self._request("GET", resource.path(namespace), params=params)
             items += [item for item in page.get("items") or [] if isinstance(item, dict)]
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
-            params = {"limit": str(LIST_CHUNK), "continue": str(token)}
+            params = {"limit": str(LIST_CHUNK), "continue": str(token), **selector}
 
     async def get(self, resource: Resource, namespace: str, name: str) -> JSON | None:
         """The object, or None when it does not exist."""

@@ -19,6 +19,7 @@ Policies (docs/operator.md explains them to users):
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
@@ -29,9 +30,11 @@ from vpipe_api.errors import ConfigInvalid, Issue
 from vpipe_api.loading import parse_resources
 from vpipe_api.render import render
 from vpipe_api.resources import Pipeline, Route
+from vpipe_operator import analysis as canary_analysis
 from vpipe_operator import conditions, configmap, rollout
 from vpipe_operator.conditions import ConditionDict
 from vpipe_operator.events import EventSpec
+from vpipe_operator.sidecars import Report
 
 Kind = Literal["Pipeline", "Route"]
 EVENT_REASONS = frozenset({conditions.SECRET_NOT_FOUND, conditions.CONFIG_TOO_LARGE})
@@ -81,6 +84,21 @@ class Snapshot:
     namespace: str
     resources: tuple[Observed, ...]
     configmap: Mapping[str, Any] | None
+    sidecars: Report | None = None  # None: not asked (gate off, or no canary)
+    checks: Mapping[str, rollout.CheckRun] = dataclasses.field(default_factory=dict)  # by Route
+
+    @property
+    def gate(self) -> str | None:
+        """Why canary weights may not rise now (proxies lag behind the ConfigMap), or None."""
+        if self.sidecars is None:
+            return None
+        return self.sidecars.gate(configmap.revision(self.configmap))
+
+    @property
+    def has_canaries(self) -> bool:
+        """Some Route has spec.canary (read raw, before parsing)."""
+        return any(obs.kind == "Route" and isinstance(obs.body.get("spec"), Mapping)
+                   and obs.body["spec"].get("canary") for obs in self.resources)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +175,8 @@ class Plan:
     recheck: bool  # a referenced Secret is missing: look again later
     summary: str
     metadata: tuple[MetadataPatch, ...] = ()  # after the ConfigMap, before the statuses
+    rollouts: Mapping[str, tuple[rollout.Spec, rollout.State]] = dataclasses.field(
+        default_factory=dict)  # by Route name: what each canary's rollout is now
 
     @property
     def writes(self) -> int:
@@ -190,8 +210,8 @@ def analyze(snapshot: Snapshot) -> Analysis:
                      if r.metadata.namespace == snapshot.namespace}
     # The weights the proxies should apply if this config is served (decide() refuses the
     # actions again, with the reason, when it is not).
-    weights = {name: _rollout(refs[f"Route/{snapshot.namespace}/{name}"], route, now="",
-                              blocked=None).active_weight
+    weights = {name: _rollout(refs[f"Route/{snapshot.namespace}/{name}"], route, snapshot,
+                              now="", blocked=None).active_weight
                for name, route in parsed_routes.items()
                if route.spec.canary is not None and f"Route/{snapshot.namespace}/{name}" in refs}
     try:
@@ -217,6 +237,25 @@ def analyze(snapshot: Snapshot) -> Analysis:
         secret_uses=_secret_uses(pipelines),
         routes=parsed_routes,
     )
+
+
+def due_checks(analysis: Analysis, now: datetime.datetime, *, default_prometheus: str,
+               namespace_label: str) -> list[canary_analysis.DueCheck]:
+    """The analysis checks to run before deciding: none while the proxies lag (the gate)."""
+    snapshot = analysis.snapshot
+    if snapshot.gate is not None:
+        return []
+    found = []
+    for obs in snapshot.resources:
+        route = analysis.routes.get(obs.name) if obs.kind == "Route" else None
+        if route is None or obs.ref in analysis.issues:
+            continue
+        check = canary_analysis.due(route, rollout.State.from_status(obs.status), now,
+                                    default_prometheus=default_prometheus,
+                                    namespace_label=namespace_label)
+        if check is not None:
+            found.append(check)
+    return found
 
 
 def attach_issues(
@@ -275,6 +314,7 @@ def decide(
     statuses: list[StatusUpdate] = []
     events: list[EventSpec] = []
     metadata: list[MetadataPatch] = []
+    rollouts: dict[str, tuple[rollout.Spec, rollout.State]] = {}
     for obs in snap.resources:
         validated, ready, config_revision = context.conditions_for(obs)
         if validated["status"] == "False" and conditions.changed(
@@ -285,9 +325,23 @@ def decide(
         if ready["reason"] in EVENT_REASONS and conditions.changed(
                 ready, conditions.find(obs.status, "Ready")):
             events.append(EventSpec(obs.kind, obs.name, obs.uid, ready["reason"], ready["message"]))
-        extra = context.rollout_status(obs)
-        if extra is not None and rollout_action(obs)[0] is not None:
-            metadata.append(MetadataPatch(obs.kind, obs.name, consume_patch(obs)))
+        extra: dict[str, Any] | None = None
+        route = analysis.routes.get(obs.name) if obs.kind == "Route" else None
+        if route is not None and route.spec.canary is None:
+            extra = {"activeWeight": None, "rollout": None, "sidecars": None}
+        elif route is not None and route.spec.canary is not None:
+            requested = rollout_action(obs)[0]
+            state = context.rollout_state(obs, route)
+            rollouts[obs.name] = (rollout.Spec.of(route.spec.canary), state)
+            extra = {**state.to_status(), "sidecars": (
+                snap.sidecars.status(revision) if snap.sidecars is not None else None)}
+            if requested is not None and state.pending is None:
+                metadata.append(MetadataPatch(obs.kind, obs.name, consume_patch(obs)))
+            news = rollout.transition_event(rollout.State.from_status(obs.status), state,
+                                            requested)
+            if news is not None:
+                kind, reason, message = news
+                events.append(EventSpec(obs.kind, obs.name, obs.uid, reason, message, kind))
         patch = conditions.status_patch(obs.status, (validated, ready), obs.generation,
                                         config_revision, extra=extra)
         if patch is not None:
@@ -299,7 +353,7 @@ def decide(
                f"{len(analysis.issues)} invalid; ConfigMap: {_describe(action)}; "
                f"revision {revision or '-'}")
     return Plan(snap.namespace, action, tuple(statuses), tuple(kept), len(events) - len(kept),
-                revision, bool(missing), summary, tuple(metadata))
+                revision, bool(missing), summary, tuple(metadata), rollouts)
 
 
 def rollout_action(obs: Observed) -> tuple[str | None, str | None]:
@@ -324,12 +378,14 @@ def consume_patch(obs: Observed) -> dict[str, Any]:
     return {"metadata": meta}
 
 
-def _rollout(obs: Observed, route: Route, *, now: str, blocked: str | None) -> rollout.State:
+def _rollout(obs: Observed, route: Route, snapshot: Snapshot, *, now: str,
+             blocked: str | None) -> rollout.State:
     assert route.spec.canary is not None
     action, reason = rollout_action(obs)
     return rollout.advance(rollout.Spec.of(route.spec.canary),
                            rollout.State.from_status(obs.status), action, now=now,
-                           blocked=blocked, reason=reason)
+                           blocked=blocked, reason=reason, gate=snapshot.gate,
+                           check=snapshot.checks.get(obs.name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,16 +438,10 @@ class _Context:
             f"resource is valid; fix {listed}",
         ), None
 
-    def rollout_status(self, obs: Observed) -> dict[str, Any] | None:
-        """`activeWeight` and `rollout` of a parsed Route (None values clear them); None for
-        Pipelines and unparseable Routes, whose status keeps what it has."""
-        route = self.analysis.routes.get(obs.name) if obs.kind == "Route" else None
-        if route is None:
-            return None
-        if route.spec.canary is None:
-            return {"activeWeight": None, "rollout": None}
-        state = _rollout(obs, route, now=self.now, blocked=self._rollout_blocked(obs, route))
-        return state.to_status()
+    def rollout_state(self, obs: Observed, route: Route) -> rollout.State:
+        """The rollout of a parsed Route with a canary after this reconcile."""
+        return _rollout(obs, route, self.analysis.snapshot, now=self.now,
+                        blocked=self._rollout_blocked(obs, route))
 
     def _rollout_blocked(self, obs: Observed, route: Route) -> str | None:
         """Why the rollout cannot move now (the config it needs is not served), or None."""

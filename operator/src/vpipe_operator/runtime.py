@@ -29,6 +29,7 @@ class Runtime:
         self.settings = settings
         self.credentials = credentials
         self.client: KubeClient | None = None
+        self.controller: Controller | None = None
         self.scheduler: NamespaceScheduler | None = None
         self.registry = handlers.build_registry(self)
 
@@ -58,9 +59,9 @@ class Runtime:
         """Called from kopf's startup handler, inside the operator's event loop."""
         s = self.settings
         self.client = KubeClient(self.credentials, timeout=s.request_timeout)
-        controller = Controller(self.client, s)
+        self.controller = Controller(self.client, s)
         self.scheduler = NamespaceScheduler(
-            controller.reconcile, debounce=s.debounce, max_delay=s.max_delay,
+            self.controller.reconcile, debounce=s.debounce, max_delay=s.max_delay,
             concurrency=s.concurrency, backoff=s.backoff, backoff_max=s.backoff_max,
         )
 
@@ -68,6 +69,8 @@ class Runtime:
         """Called from kopf's cleanup handler: let in-flight reconciles finish, then close."""
         if self.scheduler is not None:
             await self.scheduler.close(self.settings.shutdown_timeout)
+        if self.controller is not None:
+            await self.controller.close()
         if self.client is not None:
             await self.client.close()
         logger.info("vpipe operator stopped")

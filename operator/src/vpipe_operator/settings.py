@@ -87,6 +87,31 @@ class OperatorSettings:
     """VPIPE_OPERATOR_SHUTDOWN_TIMEOUT, seconds: on SIGTERM, in-flight reconciles get this long
     to finish their writes before they are cancelled."""
 
+    sidecar_gate: bool = True
+    """VPIPE_OPERATOR_SIDECAR_GATE (true/false): a canary's weight rises only once every running
+    proxy (pods labelled vpipe.io/proxy) serves the revision in the ConfigMap, asked on its admin
+    port (/readyz); Routes show "loaded by N of M sidecars". Needs list/watch on pods and network
+    access from the operator to the proxies' admin ports; false turns the gate off."""
+
+    sidecar_timeout: float = 2.0
+    """VPIPE_OPERATOR_SIDECAR_TIMEOUT, seconds: one proxy's /readyz answer; no answer counts as
+    not loaded."""
+
+    rollout_poll: float = 2.0
+    """VPIPE_OPERATOR_ROLLOUT_POLL, seconds: how often a namespace whose proxies lag behind its
+    ConfigMap is asked again while it has canaries."""
+
+    prometheus_url: str = ""
+    """VPIPE_OPERATOR_PROMETHEUS_URL: Prometheus base URL for canary analysis, e.g.
+    http://prometheus-operated.monitoring:9090; a Route's spec.canary.analysis.prometheus wins."""
+
+    analysis_timeout: float = 10.0
+    """VPIPE_OPERATOR_ANALYSIS_TIMEOUT, seconds: one analysis query."""
+
+    analysis_namespace_label: str = "namespace"
+    """VPIPE_OPERATOR_ANALYSIS_NAMESPACE_LABEL: the label that carries the Kubernetes namespace
+    in Prometheus, added to the built-in analysis queries; `none` when there is none."""
+
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
@@ -122,6 +147,14 @@ class OperatorSettings:
             liveness=get("LIVENESS", parse_text, d.liveness),
             scanning=get("SCANNING", parse_boolean, d.scanning),
             shutdown_timeout=get("SHUTDOWN_TIMEOUT", parse_seconds, d.shutdown_timeout),
+            sidecar_gate=get("SIDECAR_GATE", parse_boolean, d.sidecar_gate),
+            sidecar_timeout=get("SIDECAR_TIMEOUT", parse_positive_seconds, d.sidecar_timeout),
+            rollout_poll=get("ROLLOUT_POLL", parse_positive_seconds, d.rollout_poll),
+            prometheus_url=get("PROMETHEUS_URL", _url, d.prometheus_url),
+            analysis_timeout=get("ANALYSIS_TIMEOUT", parse_positive_seconds,
+                                 d.analysis_timeout),
+            analysis_namespace_label=get("ANALYSIS_NAMESPACE_LABEL", _label_name,
+                                         d.analysis_namespace_label),
         )
 
 
@@ -191,3 +224,19 @@ def parse_positive_seconds(name: str, raw: str) -> float:
     if value <= 0:
         raise SettingsError(f"Invalid {name}={raw!r}. Needs to be a positive number of seconds")
     return value
+
+
+def _url(name: str, raw: str) -> str:
+    if not raw.startswith(("http://", "https://")) or any(c.isspace() for c in raw):
+        raise SettingsError(f"{name}={raw!r} is not an http(s) URL; e.g. "
+                            "http://prometheus.monitoring:9090")
+    return raw.rstrip("/")
+
+
+def _label_name(name: str, raw: str) -> str:
+    if raw.lower() == "none":
+        return ""
+    if not raw.replace("_", "a").isalnum() or raw[0].isdigit():
+        raise SettingsError(f"{name}={raw!r} is not a Prometheus label name (letters, digits "
+                            "and _, not starting with a digit), nor `none`")
+    return raw

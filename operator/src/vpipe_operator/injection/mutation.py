@@ -37,6 +37,7 @@ PROXY_PORT: Final = "vpipe.io/proxy-port"
 PROXY_ADMIN_PORT: Final = "vpipe.io/proxy-admin-port"
 NATIVE_SIDECAR: Final = "vpipe.io/native-sidecar"
 STATUS: Final = "vpipe.io/sidecar-status"  # written by the injection: what was injected
+PROXY_LABEL: Final = "vpipe.io/proxy"  # vpipe_operator.sidecars.LABEL
 
 CONTAINER: Final = "vpipe-proxy"
 CONFIG_VOLUME: Final = "vpipe-config"
@@ -140,6 +141,11 @@ def mutate(pod: Mapping[str, Any], *, sidecar: SidecarSettings,
         patch.append(_add("/metadata/annotations/" + _escape(STATUS), status))
     else:
         patch.append(_add("/metadata/annotations", {STATUS: status}))
+    # The operator finds the proxies by this label to ask which config revision each serves.
+    if isinstance(meta.get("labels"), Mapping):
+        patch.append(_add("/metadata/labels/" + _escape(PROXY_LABEL), "sidecar"))
+    else:
+        patch.append(_add("/metadata/labels", {PROXY_LABEL: "sidecar"}))
     return Mutation(tuple(patch), tuple(warnings))
 
 
