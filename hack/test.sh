@@ -2,6 +2,7 @@
 # The whole test suite: lint, types, architecture contracts, then every test tier.
 # Extra arguments go to pytest (e.g. -k reload, tests/unit).
 source "$(dirname "$0")/lib/venv.sh"
+source "$(dirname "$0")/lib/prometheus.sh"  # a real Prometheus for the canary-analysis tests
 echo "== ruff"; ruff check .
 echo "== mypy --strict"; mypy
 echo "== import-linter"; lint-imports
