@@ -153,3 +153,27 @@ async def test_with_the_gate_off_pods_are_not_read(cluster: Cluster, operator_fa
         assert not [r for r in cluster.operator_requests() if "/pods" in r.url.path]
     finally:
         await running.stop()
+
+
+async def test_a_proxy_that_cannot_load_the_canary_keeps_it_at_zero_and_says_why(
+        cluster: Cluster, operator: OperatorThread) -> None:
+    # The canary's upstream is down: the proxy refuses the config that carries it (warm-up
+    # fails) and keeps serving what it had, so the canary must take no traffic anywhere.
+    broken = pipeline("glm-v2", NS, family="vllm", baseUrl=f"http://127.0.0.1:{unused_port()}/v1")
+    await cluster.create_all([pipeline("glm-v1", NS), route("glm", NS, "glm-v1", ["glm-*"])])
+    async with running_proxies(cluster, 1) as [proxy]:
+        await cluster.create(proxy_pod("app-0", proxy.admin_port))
+        await eventually(lambda: proxy.reloader.current, what="the proxy's first config")
+        await cluster.create(broken)
+        await cluster.patch("Route", NS, "glm", {"spec": {"canary": {
+            "pipeline": "glm-v2", "steps": [10]}}, "metadata": {
+            "annotations": {rollout.ANNOTATION: "promote"}}})
+        held = await eventually(
+            lambda: "warm-up failed" in (status(cluster).get("sidecars") or {}).get("message", "")
+            and status(cluster), what="the failed load reported")
+        assert held["activeWeight"] == 0
+        assert held["sidecars"]["summary"] == "0/1"
+        assert held["rollout"]["message"].startswith("waiting: promote to 10% applies once")
+        assert "could not connect to upstream" in held["rollout"]["message"]
+        runtime = proxy.reloader.current
+        assert runtime is not None and runtime.document.routes[0].canary is None

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from vpipe_api.document import MANAGED_LABELS, REVISION_ANNOTATION, ConfigDocument
+from vpipe_api.document import (
+    CONFIGMAP_KEY,
+    MANAGED_LABELS,
+    REVISION_ANNOTATION,
+    ConfigDocument,
+    parse_document,
+)
+from vpipe_api.errors import VpipeApiError
 from vpipe_api.render import configmap_manifest
 
 SIZE_LIMIT: Final = 1024 * 1024  # bytes of data keys + values (the API server's MaxSecretSize)
@@ -41,6 +48,17 @@ def revision(manifest: Mapping[str, Any] | None) -> str | None:
     annotations = (manifest.get("metadata") or {}).get("annotations") or {}
     value = annotations.get(REVISION_ANNOTATION)
     return str(value) if value else None
+
+
+def document(manifest: Mapping[str, Any] | None) -> ConfigDocument | None:
+    """The config document a ConfigMap holds; None when absent or unreadable (hand-edited)."""
+    raw = ((manifest or {}).get("data") or {}).get(CONFIGMAP_KEY)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return parse_document(raw)
+    except VpipeApiError:
+        return None
 
 
 def is_managed(manifest: Mapping[str, Any]) -> bool:

@@ -73,12 +73,12 @@ class Observer:
                       "VPIPE_OPERATOR_PROMETHEUS_URL")
             return rollout.CheckRun(check.step, tuple(
                 analysis.judge(q.metric, None, reason) for q in check.queries))
-        client = PrometheusClient(self._ensure_session(), check.prometheus)
+        client = PrometheusClient(self._ensure_session(), check.prometheus,
+                                  timeout=self._settings.analysis_timeout)
         results = []
         for query in check.queries:
             try:
-                value = await client.query(query.promql,
-                                           timeout=self._settings.analysis_timeout)
+                value = await client.query(query.promql)
             except errors.PrometheusError as e:
                 logger.warning("Route %s: analysis query %s failed: %s", check.route,
                                query.metric.name, e)

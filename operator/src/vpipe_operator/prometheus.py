@@ -50,16 +50,17 @@ def parse(body: Any, *, url: str, promql: str) -> float | None:
 class PrometheusClient:
     """Instant queries against one Prometheus, over the caller's aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, *, timeout: float) -> None:
         self._session = session
         self.url = url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def query(self, promql: str, *, timeout: float) -> float | None:
+    async def query(self, promql: str) -> float | None:
         """The query's value now: a float (NaN possible), or None when there is no data."""
         try:
             async with self._session.post(
                     self.url + "/api/v1/query", data={"query": promql},
-                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                    timeout=self._timeout) as response:
                 raw = await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError) as e:

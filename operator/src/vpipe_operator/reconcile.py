@@ -116,6 +116,7 @@ class Analysis:
     document: ConfigDocument | None  # None: some resource is invalid
     secret_uses: Mapping[str, tuple[SecretUse, ...]]  # by pipeline name
     routes: Mapping[str, Route] = dataclasses.field(default_factory=dict)  # parsed, by name
+    gates: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # by Route name
 
     @property
     def secret_names(self) -> frozenset[str]:
@@ -208,14 +209,27 @@ def analyze(snapshot: Snapshot) -> Analysis:
     refs = {obs.ref: obs for obs in live}
     parsed_routes = {r.metadata.name: r for r in routes
                      if r.metadata.namespace == snapshot.namespace}
-    # The weights the proxies should apply if this config is served (decide() refuses the
-    # actions again, with the reason, when it is not).
-    weights = {name: _rollout(refs[f"Route/{snapshot.namespace}/{name}"], route, snapshot,
-                              now="", blocked=None).active_weight
-               for name, route in parsed_routes.items()
-               if route.spec.canary is not None and f"Route/{snapshot.namespace}/{name}" in refs}
+    canaries = {name: (refs[f"Route/{snapshot.namespace}/{name}"], route)
+                for name, route in parsed_routes.items()
+                if route.spec.canary is not None and f"Route/{snapshot.namespace}/{name}" in refs}
+    gates: dict[str, str | None] = {}
     try:
-        document = render(pipelines, routes, namespace=snapshot.namespace, weights=weights)
+        # First with no weight raised: the canaries' pipelines as they will be served, which
+        # the gate compares with what the proxies serve. The weights the proxies should apply
+        # if this config is served follow (decide() refuses the actions again, with the
+        # reason, when it is not); a second render only when some weight rises.
+        held = {name: _rollout(obs, route, snapshot, now="", blocked=None,
+                               gate="held").active_weight
+                for name, (obs, route) in canaries.items()}
+        document = render(pipelines, routes, namespace=snapshot.namespace, weights=held)
+        served = configmap.document(snapshot.configmap) if canaries else None
+        gates = {name: _gate(snapshot, served, document, route)
+                 for name, (_, route) in canaries.items()}
+        weights = {name: _rollout(obs, route, snapshot, now="", blocked=None,
+                                  gate=gates[name]).active_weight
+                   for name, (obs, route) in canaries.items()}
+        if weights != held:
+            document = render(pipelines, routes, namespace=snapshot.namespace, weights=weights)
     except ConfigInvalid as e:
         own, shared = attach_issues(e.issues, refs)
         for ref, found in own.items():
@@ -236,19 +250,36 @@ def analyze(snapshot: Snapshot) -> Analysis:
         document=document,
         secret_uses=_secret_uses(pipelines),
         routes=parsed_routes,
+        gates=gates,
     )
+
+
+def _gate(snapshot: Snapshot, served: ConfigDocument | None, document: ConfigDocument,
+          route: Route) -> str | None:
+    """Why `route`'s canary weight may not rise now, or None.
+
+    It may once every proxy serves the ConfigMap's revision (`snapshot.gate`) and that
+    revision already carries the canary as it will be served: so a canary added (or changed)
+    and promoted in one go first reaches every proxy at its old weight.
+    """
+    if snapshot.sidecars is None:
+        return None
+    canary = route.spec.canary.pipeline if route.spec.canary is not None else ""
+    if snapshot.sidecars.total and (served is None or served.pipelines.get(canary)
+                                    != document.pipelines.get(canary)):
+        return (f"the proxies serve canary Pipeline '{canary}' as it is now (the ConfigMap "
+                f"gets it first, then every proxy must load it)")
+    return snapshot.gate
 
 
 def due_checks(analysis: Analysis, now: datetime.datetime, *, default_prometheus: str,
                namespace_label: str) -> list[canary_analysis.DueCheck]:
     """The analysis checks to run before deciding: none while the proxies lag (the gate)."""
     snapshot = analysis.snapshot
-    if snapshot.gate is not None:
-        return []
     found = []
     for obs in snapshot.resources:
         route = analysis.routes.get(obs.name) if obs.kind == "Route" else None
-        if route is None or obs.ref in analysis.issues:
+        if route is None or obs.ref in analysis.issues or analysis.gates.get(obs.name):
             continue
         check = canary_analysis.due(route, rollout.State.from_status(obs.status), now,
                                     default_prometheus=default_prometheus,
@@ -379,12 +410,12 @@ def consume_patch(obs: Observed) -> dict[str, Any]:
 
 
 def _rollout(obs: Observed, route: Route, snapshot: Snapshot, *, now: str,
-             blocked: str | None) -> rollout.State:
+             blocked: str | None, gate: str | None) -> rollout.State:
     assert route.spec.canary is not None
     action, reason = rollout_action(obs)
     return rollout.advance(rollout.Spec.of(route.spec.canary),
                            rollout.State.from_status(obs.status), action, now=now,
-                           blocked=blocked, reason=reason, gate=snapshot.gate,
+                           blocked=blocked, reason=reason, gate=gate,
                            check=snapshot.checks.get(obs.name))
 
 
@@ -441,7 +472,8 @@ class _Context:
     def rollout_state(self, obs: Observed, route: Route) -> rollout.State:
         """The rollout of a parsed Route with a canary after this reconcile."""
         return _rollout(obs, route, self.analysis.snapshot, now=self.now,
-                        blocked=self._rollout_blocked(obs, route))
+                        blocked=self._rollout_blocked(obs, route),
+                        gate=self.analysis.gates.get(obs.name))
 
     def _rollout_blocked(self, obs: Observed, route: Route) -> str | None:
         """Why the rollout cannot move now (the config it needs is not served), or None."""
