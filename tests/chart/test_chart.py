@@ -273,6 +273,13 @@ def test_operator_env_is_read_by_the_operator_settings() -> None:
     assert operator["livenessProbe"]["httpGet"]["port"] == "health"
     standalone = next(c for c in containers(template()) if c["name"] == "operator")
     assert OperatorSettings.from_environ(env(standalone)).peering == ""
+    assert OperatorSettings.from_environ(env(standalone)).sidecar_gate is True
+    analysed = next(c for c in containers(template({"operator": {
+        "prometheusUrl": "http://prometheus.monitoring:9090", "sidecarGate": False}}))
+        if c["name"] == "operator")
+    settings = OperatorSettings.from_environ(env(analysed))
+    assert settings.prometheus_url == "http://prometheus.monitoring:9090"
+    assert settings.sidecar_gate is False
 
 
 def test_peering_objects() -> None:
@@ -327,6 +334,12 @@ def test_gateway_with_hpa_and_service_monitor() -> None:
     assert "replicas" not in deployment["spec"]  # the HPA owns it
     pod = deployment["spec"]["template"]
     assert pod["metadata"]["labels"]["vpipe.io/inject"] == "false"
+    # The operator finds the gateway's pods by this label and asks their admin port.
+    from vpipe_operator import sidecars
+    assert pod["metadata"]["labels"][sidecars.LABEL] == "gateway"
+    running = {**pod, "metadata": {**pod["metadata"], "name": "gw-1"},
+               "status": {"phase": "Running", "podIP": "10.0.0.9"}}
+    assert sidecars.targets([running]) == [sidecars.Target("gw-1", "http://10.0.0.9:9090")]
     proxy = pod["spec"]["containers"][0]
     assert proxy["args"] == ["serve", "--config-dir", "/etc/vpipe"]
     assert env(proxy)["VPIPE_HOST"] == "0.0.0.0"

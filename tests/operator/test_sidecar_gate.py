@@ -4,20 +4,35 @@ through it, and Pods pointing the operator at the proxies' real admin ports.
 Aspects: Route status says "loaded by N of M sidecars" and the Sidecars column's N/M; while a
 proxy does not serve the ConfigMap's revision (here: one that does not answer), a promote stays
 pending (its annotation is kept, the weight stays 0) and applies once every running proxy
-serves it; the proxies then serve the new weight; rollout transitions post Events; with the
-gate off, pods are neither listed nor watched.
+serves it; the proxies then serve the new weight; a proxy that cannot load the canary holds it
+at 0 and the status carries the load error; `vpipe rollout promote` says the promote is pending
+and why; rollout transitions post Events; with the gate off, pods are neither listed nor
+watched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from tests.operator.harness import FAST, Cluster, OperatorThread, eventually, pipeline, route
+import pytest
+
+from tests.operator.harness import (
+    FAST,
+    Cluster,
+    OperatorThread,
+    eventually,
+    pipeline,
+    route,
+    write_kubeconfig,
+)
 from tests.operator.test_rollout import act, status
+from vpipe_cli.main import CLI_USER_AGENT, main
 from vpipe_operator import rollout, sidecars
 from vpipe_proxy.kube_source import KubernetesConfigSource
 from vpipe_proxy.server import ProxyServer
@@ -177,3 +192,22 @@ async def test_a_proxy_that_cannot_load_the_canary_keeps_it_at_zero_and_says_why
         assert "could not connect to upstream" in held["rollout"]["message"]
         runtime = proxy.reloader.current
         assert runtime is not None and runtime.document.routes[0].canary is None
+
+
+async def test_the_cli_says_a_promote_is_pending_and_why(
+        cluster: Cluster, operator: OperatorThread, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path, cluster.url)))
+    await cluster.create_all([pipeline("glm-v1", NS), pipeline("glm-v2", NS), stepped(),
+                              proxy_pod("app-dead", unused_port())])
+    await eventually(lambda: (status(cluster).get("sidecars") or {}).get("total") == 1 or None,
+                     what="the sidecar counted")
+    assert await asyncio.to_thread(main, ["rollout", "promote", "glm", "-n", NS]) == 0
+    out = capsys.readouterr().out
+    assert "requested promote; it is pending" in out
+    assert "sidecars:      0/1 serve revision" in out and "app-dead: unreachable" in out
+    assert "waiting: promote to 5% applies once" in out
+    # The CLI acts as a user, not as the operator: keep its requests out of the RBAC audit.
+    cluster.compact()
+    cluster._archive[:] = [r for r in cluster._archive
+                           if r.headers.get("User-Agent") != CLI_USER_AGENT]

@@ -226,6 +226,12 @@ async def _rollout(args: argparse.Namespace, credentials: Credentials) -> int:
                                      {"metadata": {"annotations": annotations}})
             deadline = asyncio.get_running_loop().time() + args.wait
             while _pending(obj, rollout.ANNOTATION):
+                message = str(((obj.get("status") or {}).get("rollout") or {}).get("message", ""))
+                if message.startswith(f"waiting: {args.action}"):
+                    # Held by the sidecar gate: it applies by itself once the proxies catch up.
+                    print(f"requested {args.action}; it is pending (the annotation stays until "
+                          "it applies):")
+                    break
                 if asyncio.get_running_loop().time() >= deadline:
                     print(f"requested {args.action}; the operator has not applied it yet "
                           f"(is it running?): see `vpipe rollout status {args.route} -n "
@@ -260,6 +266,17 @@ def _describe_rollout(obj: dict[str, Any]) -> str:
         f"  since:         {rollout.get('lastTransitionTime', '-')}",
         f"  message:       {rollout.get('message', '')}",
     ]
+    sidecars = status.get("sidecars")
+    if sidecars:
+        lines.append(f"  sidecars:      {sidecars.get('summary', '-')} serve revision "
+                     f"{sidecars.get('revision') or '-'}: {sidecars.get('message', '')}")
+    analysis = rollout.get("analysis")
+    if analysis:
+        results = ", ".join(f"{r.get('name')} {r.get('value')} ({r.get('verdict')})"
+                            for r in analysis.get("results") or []) or "no check yet"
+        lines.append(f"  analysis:      step {analysis.get('step')}: {analysis.get('passes', 0)} "
+                     f"passed, {analysis.get('failures', 0)} failed in a row; last check "
+                     f"{analysis.get('lastCheckTime', '-')}: {results}")
     return "\n".join(lines)
 
 
