@@ -6,7 +6,8 @@ started here on 127.0.0.1) scrapes the proxy's /metrics, the operator queries Pr
 moves the rollout. Aspects: a canary whose upstream fails is aborted by the built-in
 success-rate check (status shows the value and the verdict, an Event says why, the proxy's
 weight goes back to 0); a healthy canary is promoted step by step with autoPromote and ends
-Promoted; without autoPromote passing checks never advance.
+Promoted, with no request or stream failed on the way (configs reloaded at every step); without
+autoPromote passing checks never advance.
 """
 
 from __future__ import annotations
@@ -51,9 +52,17 @@ async def traffic(proxy: ProxyServer) -> AsyncIterator[list[int]]:
     async def send() -> None:
         for i in range(1_000_000):
             try:
-                await client.chat.completions.create(
-                    model="glm-4", user=f"user-{i}",
-                    messages=[{"role": "user", "content": "hello"}])
+                if i % 2:  # streams too: none may break while weights and configs change
+                    stream = await client.chat.completions.create(
+                        model="glm-4", user=f"user-{i}", stream=True,
+                        messages=[{"role": "user", "content": "hello there"}])
+                    finishes = [c.choices[0].finish_reason async for c in stream if c.choices]
+                    if finishes[-1:] != ["stop"]:
+                        raise AssertionError(f"stream {i} ended without a finish: {finishes}")
+                else:
+                    await client.chat.completions.create(
+                        model="glm-4", user=f"user-{i}",
+                        messages=[{"role": "user", "content": "hello"}])
                 counts[0] += 1
             except openai.APIStatusError:
                 counts[1] += 1
