@@ -90,7 +90,7 @@ async def test_real_queries_against_a_real_prometheus(
         assert await queries.query('sum(vpipe_requests_total{route="chat",namespace="team"})') == 7
         assert await queries.query('sum(vpipe_requests_total{route="nope"})') is None
         assert await queries.query("scalar(vector(3))") == 3
-        with pytest.raises(PrometheusError, match="bad_data.*fix the PromQL"):
+        with pytest.raises(PrometheusError, match=r"bad_data.*fix the PromQL"):
             await queries.query("sum(vpipe_requests_total{")
         with pytest.raises(PrometheusError, match="series; aggregate it to one"):
             await queries.query("label_replace(vector(1), 'a', 'x', '', '') or "
