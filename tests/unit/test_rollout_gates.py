@@ -306,3 +306,12 @@ def test_the_report_gates_until_every_proxy_serves_the_revision() -> None:
     assert sidecars.Report((sidecars.Observation("a", "r2"),)).gate("r2") is None
     assert sidecars.Report(()).gate(None) is None  # no proxy runs: nothing to wait for
     assert report.gate(None) == "no config is in the ConfigMap yet"
+
+
+def test_a_report_that_could_not_list_the_proxies_holds_and_says_what_to_do() -> None:
+    report = sidecars.Report((), error="listing pods failed: HTTP 403 Forbidden; grant list/watch "
+                             "on pods")
+    assert report.gate("r1") == ("the proxies can be asked which config they serve (listing pods "
+                                 "failed: HTTP 403 Forbidden; grant list/watch on pods)")
+    assert report.status("r1")["summary"] == "?"
+    assert report.status("r1")["message"].startswith("unknown: listing pods failed: HTTP 403")

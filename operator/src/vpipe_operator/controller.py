@@ -100,7 +100,8 @@ class Controller:
         if plan.recheck:
             waits.append(self._settings.secret_recheck)
         report = snapshot.sidecars
-        if plan.rollouts and report is not None and report.loaded(plan.revision) < report.total:
+        if plan.rollouts and report is not None and (
+                report.error or report.loaded(plan.revision) < report.total):
             waits.append(self._settings.rollout_poll)
         if plan.rollouts:
             check = canary_analysis.next_wakeup(

@@ -37,7 +37,16 @@ class Observer:
 
     async def sidecar_report(self, client: KubeClient, namespace: str) -> sidecars.Report:
         """Every running proxy of `namespace` and the revision it serves."""
-        pods = await client.list(kube.PODS, namespace, label_selector=sidecars.LABEL_SELECTOR)
+        try:
+            pods = await client.list(kube.PODS, namespace,
+                                     label_selector=sidecars.LABEL_SELECTOR)
+        except errors.PermanentApiError as e:
+            # Usually RBAC (a ClusterRole older than the operator): hold the canaries and say
+            # so, rather than failing the whole namespace's reconcile.
+            logger.warning("Namespace %s: cannot list the proxies' pods: %s", namespace, e)
+            return sidecars.Report((), error=f"listing pods failed: HTTP {e.status} {e.reason}; "
+                                   "grant list/watch on pods (operator/rbac/clusterrole.yaml) "
+                                   "or set VPIPE_OPERATOR_SIDECAR_GATE=false")
         found = sidecars.targets(pods)
         limit = asyncio.Semaphore(self._settings.write_concurrency)
         observations = await asyncio.gather(*(self._readyz(t, limit) for t in found))

@@ -44,6 +44,7 @@ class Report:
     """Every running proxy of a namespace, as observed in one reconcile."""
 
     observations: tuple[Observation, ...]
+    error: str | None = None  # the proxies could not be listed at all
 
     @property
     def total(self) -> int:
@@ -54,6 +55,8 @@ class Report:
 
     def gate(self, revision: str | None) -> str | None:
         """Why the canary's weight may not rise yet, or None when every proxy serves `revision`."""
+        if self.error is not None:
+            return f"the proxies can be asked which config they serve ({self.error})"
         if not self.observations:
             return None  # nothing serves traffic; a proxy that starts loads the newest config
         if revision is None:
@@ -64,6 +67,8 @@ class Report:
 
     def describe(self, revision: str | None) -> str:
         """'loaded by N of M sidecars', and which lag and why."""
+        if self.error is not None:
+            return f"unknown: {self.error}"
         text = f"loaded by {self.loaded(revision)} of {self.total} sidecars"
         lagging = [o for o in self.observations if not (revision and o.revision == revision)]
         if lagging:
@@ -77,7 +82,8 @@ class Report:
         """A Route's `status.sidecars`."""
         loaded = self.loaded(revision)
         return {"revision": revision, "loaded": loaded, "total": self.total,
-                "summary": f"{loaded}/{self.total}", "message": self.describe(revision)}
+                "summary": "?" if self.error else f"{loaded}/{self.total}",
+                "message": self.describe(revision)}
 
 
 def targets(pods: Sequence[Mapping[str, Any]]) -> list[Target]:
