@@ -22,7 +22,7 @@ from vpipe_proxy.llmswitch.anthropic_openai import TOOL_ARGUMENTS_INVALID, UNSUP
 from vpipe_proxy.metrics import UNROUTED
 from vpipe_proxy.modules import Call, Reply
 from vpipe_proxy.routing import CompiledRoute
-from vpipe_proxy.shadow import summarize
+from vpipe_proxy.shadow import V1Stream, summarize
 from vpipe_proxy.splitter import V1, V2, VERSION_HEADER, bucket, in_canary, sticky_key
 from vpipe_proxy.state import STATE, ProxyState
 
@@ -204,20 +204,28 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
                              param="model")
         copy = None
         if shadow and route.canary is not None and not dialect.native_only:
-            if stream:
-                state.metrics.shadow_requests.labels(route.name, "skipped_stream").inc()
-            else:  # parsed again: providers may rewrite the body V1 gets (model mapping)
-                copy = Call(protocol=protocol, endpoint=dialect.endpoint, body=orjson.loads(raw),
-                            raw=raw, model=model, stream=False, headers=request.headers,
-                            route=route.name, pipeline=route.canary.pipeline)
+            # Parsed again: providers may rewrite the body V1 gets (model mapping).
+            copy = Call(protocol=protocol, endpoint=dialect.endpoint, body=orjson.loads(raw),
+                        raw=raw, model=model, stream=stream, headers=request.headers,
+                        route=route.name, pipeline=route.canary.pipeline)
         call = Call(protocol=protocol, endpoint=dialect.endpoint, body=body, raw=raw,
                     model=model, stream=stream, headers=request.headers, route=route.name,
                     pipeline=pipeline)
         reply = await chain.runners[protocol](call)
         status = reply.status
         if reply.chunks is not None:
-            return await _write_stream(request, reply, route, pipeline, version, module, state,
-                                       started, dialect)
+            tap = V1Stream(started, []) if copy is not None else None
+            try:
+                streamed = await _write_stream(request, reply, route, pipeline, version, module,
+                                               state, started, dialect, tap)
+            except BaseException:
+                if tap is not None:
+                    state.shadow.incomplete(route.name)
+                raise
+            if copy is not None and tap is not None:
+                state.shadow.submit(runtime, runtime.chains[copy.pipeline].runners[protocol],
+                                    copy, tap)
+            return streamed
         if copy is not None:
             v1 = summarize(protocol, reply.status, time.perf_counter() - started, reply.body)
             state.shadow.submit(runtime, runtime.chains[copy.pipeline].runners[protocol], copy, v1)
@@ -268,7 +276,8 @@ def _headers(reply: Reply, route: str, pipeline: str, version: str) -> dict[str,
 
 async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute, pipeline: str,
                         version: str, module: str, state: ProxyState, started: float,
-                        dialect: Dialect) -> web.StreamResponse:
+                        dialect: Dialect, tap: V1Stream | None = None) -> web.StreamResponse:
+    """Forward a stream as it comes; `tap` (shadow mode) keeps the bytes the client got."""
     assert reply.chunks is not None
     response = web.StreamResponse(
         status=reply.status,
@@ -286,13 +295,19 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
                                                      time.perf_counter() - started)
                     first = False
                 await response.write(chunk)
+                if tap is not None:
+                    tap.chunks.append(chunk)
         except ProxyError as e:
+            if tap is not None:
+                tap.status = e.status
             # Headers are gone already: tell the client in-band, in its protocol's way.
             log.warning("stream on route %s failed: %s", route.name, e.message)
             state.metrics.translation_event(route.name, pipeline, "stream_abort")
             state.metrics.upstream_error(pipeline, module, e.code)
             await response.write(dialect.stream_error(e))
         await response.write_eof()
+        if tap is not None:
+            tap.seconds = time.perf_counter() - tap.started
     finally:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:

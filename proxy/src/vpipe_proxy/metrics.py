@@ -43,7 +43,8 @@ class Metrics:
             ["route", "pipeline", "kind"], registry=r)
         self.shadow_requests = Counter(
             "vpipe_shadow_requests",
-            "Shadow copies by result: sent, dropped (concurrency limit), failed, skipped_stream.",
+            "Shadow copies by result: sent, dropped (concurrency limit), failed (V2 raised), "
+            "incomplete (V1's stream was abandoned by the client: nothing to compare).",
             ["route", "result"], registry=r)
         self.shadow_match = Counter(
             "vpipe_shadow_match",

@@ -3,6 +3,11 @@
 Bounded: at most `limit` copies run at once and a copy that does not fit is dropped and counted,
 so shadowing never queues in front of client traffic. Only what is needed for comparison is
 kept; texts reach the diff log only when contents logging is switched on.
+
+Streams are shadowed too: V1's stream reaches the client untouched while its bytes are kept
+aside; once it ends, V2 gets the same streaming request in the background and both streams are
+reassembled (text, finish reason, tool calls, tokens) into the same `Summary` a whole reply
+gives. A V1 stream the client abandoned is counted `incomplete` and not compared.
 """
 
 from __future__ import annotations
@@ -20,8 +25,23 @@ from vpipe_proxy.errors import ProxyError
 from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.modules import Call, Next, Reply
 from vpipe_proxy.runtime import Runtime
+from vpipe_proxy.sse import SSEDecoder
 
 log = logging.getLogger("vpipe.shadow")
+
+
+@dataclass
+class V1Stream:
+    """V1's streamed answer as the client got it: the bytes, kept as they pass (no parsing on
+    the client's path), and its status (502 when it broke in-band)."""
+
+    started: float
+    chunks: list[bytes]
+    status: int = 200
+    seconds: float = 0.0
+
+    def summary(self, protocol: str) -> Summary:
+        return summarize_stream(protocol, self.status, self.seconds, self.chunks)
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,93 @@ def summarize(protocol: str, status: int, seconds: float, body: bytes) -> Summar
         return Summary(status, seconds)
     if not isinstance(data, dict):
         return Summary(status, seconds)
+    return _summary_of(protocol, status, seconds, data)
+
+
+def summarize_stream(protocol: str, status: int, seconds: float,
+                     chunks: list[bytes]) -> Summary:
+    """The comparable parts of a streamed reply (its SSE bytes, in the client's protocol).
+
+    An in-band error event (the stream broke after its headers) makes the status 502.
+    """
+    if status != 200:
+        return Summary(status, seconds)
+    decoder = SSEDecoder()
+    events = [e for chunk in chunks for e in decoder.feed(chunk)] + decoder.flush()
+    datas = []
+    for event in events:
+        if event.data == "[DONE]":
+            continue
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            if event.event == "error" or data.get("type") == "error" or (
+                    "error" in data and protocol == "openai-chat"):
+                return Summary(502, seconds)
+            datas.append(data)
+    if protocol == "openai-responses":
+        final = next((d["response"] for d in reversed(datas)
+                      if d.get("type") in ("response.completed", "response.incomplete",
+                                           "response.failed")
+                      and isinstance(d.get("response"), dict)), None)
+        return _summary_of(protocol, status, seconds, final) if final else Summary(502, seconds)
+    if protocol == "anthropic-messages":
+        return _anthropic_stream(status, seconds, datas)
+    return _chat_stream(status, seconds, datas)
+
+
+def _chat_stream(status: int, seconds: float, datas: list[dict[str, Any]]) -> Summary:
+    text: list[str] = []
+    tools: list[str] = []
+    finish = tokens = None
+    for data in datas:
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                text.append(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                name = (call.get("function") or {}).get("name")
+                if name:
+                    tools.append(name)
+            finish = choice.get("finish_reason") or finish
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            tokens = usage.get("completion_tokens", tokens)
+    return Summary(status, seconds, "".join(text), finish, tuple(tools), tokens)
+
+
+def _anthropic_stream(status: int, seconds: float, datas: list[dict[str, Any]]) -> Summary:
+    text: list[str] = []
+    tools: list[str] = []
+    finish = tokens = None
+    for data in datas:
+        kind = data.get("type")
+        if kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                tools.append(block.get("name", ""))
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                text.append(delta.get("text", ""))
+        elif kind == "message_delta":
+            finish = (data.get("delta") or {}).get("stop_reason") or finish
+            tokens = (data.get("usage") or {}).get("output_tokens", tokens)
+    return Summary(status, seconds, "".join(text), finish, tuple(tools), tokens)
+
+
+def _summary_of(protocol: str, status: int, seconds: float, data: dict[str, Any]) -> Summary:
+    if protocol == "openai-responses":
+        items = [i for i in data.get("output") or [] if isinstance(i, dict)]
+        return Summary(
+            status, seconds,
+            text="".join(part.get("text", "") for item in items if item.get("type") == "message"
+                         for part in item.get("content") or [] if part.get("type") == "output_text"),
+            finish=data.get("status"),
+            tools=tuple(i.get("name", "") for i in items if i.get("type") == "function_call"),
+            output_tokens=(data.get("usage") or {}).get("output_tokens"))
     if protocol == "anthropic-messages":
         blocks = data.get("content") or []
         return Summary(
@@ -87,7 +194,8 @@ class ShadowRunner:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    def submit(self, runtime: Runtime, runner: Next, call: Call, v1: Summary) -> None:
+    def submit(self, runtime: Runtime, runner: Next, call: Call, v1: Summary | V1Stream) -> None:
+        """Run `call` on V2 in the background (or drop it) and compare it with V1's answer."""
         if len(self._tasks) >= self._limit:
             self._metrics.shadow_requests.labels(call.route, "dropped").inc()
             return
@@ -96,14 +204,31 @@ class ShadowRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, runtime: Runtime, runner: Next, call: Call, v1: Summary) -> None:
+    def incomplete(self, route: str) -> None:
+        """V1's stream did not finish (the client went away): nothing to compare."""
+        self._metrics.shadow_requests.labels(route, "incomplete").inc()
+
+    async def _run(self, runtime: Runtime, runner: Next, call: Call,
+                   first: Summary | V1Stream) -> None:
         started = time.perf_counter()
         try:
+            # V1's stream is parsed here, off the client's path.
+            v1 = first.summary(call.protocol) if isinstance(first, V1Stream) else first
             reply: Reply = await runner(call)
-            body = reply.body
-            if reply.release is not None:
-                reply.release()
-            v2 = summarize(call.protocol, reply.status, time.perf_counter() - started, body)
+            try:
+                if reply.chunks is not None:
+                    chunks = [chunk async for chunk in reply.chunks]
+                    v2 = summarize_stream(call.protocol, reply.status,
+                                          time.perf_counter() - started, chunks)
+                else:
+                    v2 = summarize(call.protocol, reply.status, time.perf_counter() - started,
+                                   reply.body)
+            finally:
+                aclose = getattr(reply.chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                if reply.release is not None:
+                    reply.release()
         except ProxyError as e:
             v2 = Summary(e.status, time.perf_counter() - started)
         except Exception:
