@@ -17,9 +17,8 @@ import aiohttp
 import openai
 import pytest
 
-from tests.operator.test_sidecar_gate import unused_port
 from tests.support.prometheus import Target, running_prometheus
-from tests.support.proxy import pipeline, route, running_proxy, write_resources
+from tests.support.proxy import pipeline, route, running_proxy, unused_port, write_resources
 from vpipe_operator.errors import PrometheusError
 from vpipe_operator.prometheus import PrometheusClient, parse
 

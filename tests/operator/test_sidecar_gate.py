@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.operator.harness import (
     write_kubeconfig,
 )
 from tests.operator.test_rollout import act, status
+from tests.support.proxy import unused_port
 from vpipe_cli.main import CLI_USER_AGENT, main
 from vpipe_operator import rollout, sidecars
 from vpipe_proxy.kube_source import KubernetesConfigSource
@@ -58,12 +58,6 @@ def proxy_pod(name: str, admin_port: int) -> dict[str, Any]:
                 {"name": "vpipe-admin", "containerPort": admin_port}]}]},
         "status": {"phase": "Running", "podIP": "127.0.0.1"},
     }
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @asynccontextmanager

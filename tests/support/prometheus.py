@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import os
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,6 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+
+from tests.support.proxy import unused_port
 
 CACHED = Path(__file__).parents[2] / ".cache" / "prometheus" / "root" / "usr" / "bin" / "prometheus"
 
@@ -68,12 +69,6 @@ class Prometheus:
             await asyncio.sleep(0.2)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @asynccontextmanager
 async def running_prometheus(targets: Sequence[Target]) -> AsyncIterator[Prometheus]:
     """Start Prometheus, wait until it is ready and has scraped every target once, stop it."""
@@ -89,7 +84,7 @@ async def running_prometheus(targets: Sequence[Target]) -> AsyncIterator[Prometh
         }
         path = Path(workdir) / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
-        port = _free_port()
+        port = unused_port()
         process = await asyncio.create_subprocess_exec(
             executable, f"--config.file={path}", f"--storage.tsdb.path={workdir}/data",
             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
