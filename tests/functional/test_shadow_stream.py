@@ -2,7 +2,8 @@
 same streaming request in the background, and both streams are reassembled and compared.
 
 Aspects: for chat completions, Responses and Anthropic messages (official SDKs as clients) a
-streamed shadow is sent and compared (status, finish reason, tool calls, similarity); the
+streamed shadow is sent and compared (status, finish reason, tool calls, similarity, output
+tokens when both streams report usage); the
 client's stream is the one a non-shadowed V1 gives; a V2 that pauses mid-stream does not hold
 the client (the client is done while V2 is still running); a V2 error is a status mismatch and
 never reaches the client; a V1 stream the client abandons is counted `incomplete`; the stream
@@ -63,9 +64,9 @@ async def openai_client() -> AsyncIterator[Any]:
 
 
 async def chat_stream(client: openai.AsyncOpenAI, model: str, text: str = "compare me",
-                      ) -> tuple[str, list[str | None]]:
+                      **extra: Any) -> tuple[str, list[str | None]]:
     stream = await client.chat.completions.create(
-        model=model, stream=True, messages=[{"role": "user", "content": text}])
+        model=model, stream=True, messages=[{"role": "user", "content": text}], **extra)
     content, finishes = [], []
     async for chunk in stream:
         for choice in chunk.choices:
@@ -100,10 +101,13 @@ async def test_a_tool_call_only_v2_makes_is_a_mismatch(
         config_dir: Path, upstream_url: str, openai_client: Any) -> None:
     write_resources(config_dir, resources(upstream_url))
     async with running_proxy(config_dir) as server:
-        content, finishes = await chat_stream(openai_client(server), "tools", "weather?")
+        content, finishes = await chat_stream(openai_client(server), "tools", "weather?",
+                                              stream_options={"include_usage": True})
         assert finishes == ["stop"] and content  # V1 (mock) answered with text
         await until(lambda: metric(server, 'vpipe_shadow_match_total{aspect="tool_calls",'
                                            'match="false",route="chat"} 1.0'), "the comparison")
+        # Both streams carried usage: V2's output tokens over V1's.
+        assert metric(server, 'vpipe_shadow_output_tokens_ratio_count{route="chat"} 1.0')
         assert metric(server, 'vpipe_shadow_match_total{aspect="finish_reason",match="false",'
                               'route="chat"} 1.0')
 

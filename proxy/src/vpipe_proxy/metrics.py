@@ -57,6 +57,10 @@ class Metrics:
         self.shadow_latency_delta = Histogram(
             "vpipe_shadow_latency_delta_seconds", "V2 latency minus V1 latency.", ["route"],
             buckets=(-5, -1, -0.25, -0.05, 0, 0.05, 0.25, 1, 5), registry=r)
+        self.shadow_tokens_ratio = Histogram(
+            "vpipe_shadow_output_tokens_ratio",
+            "V2's output tokens over V1's, when both report usage (1 = the same length).",
+            ["route"], buckets=(0.25, 0.5, 0.8, 0.95, 1.05, 1.25, 2, 4), registry=r)
         self.reloads = Counter(
             "vpipe_config_reloads", "Config reload attempts by result (ok|failed).",
             ["result"], registry=r)

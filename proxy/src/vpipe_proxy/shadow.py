@@ -249,6 +249,8 @@ class ShadowRunner:
         score = similarity(v1.text, v2.text)
         m.shadow_similarity.labels(route).observe(score)
         m.shadow_latency_delta.labels(route).observe(v2.seconds - v1.seconds)
+        if v1.output_tokens and v2.output_tokens is not None:
+            m.shadow_tokens_ratio.labels(route).observe(v2.output_tokens / v1.output_tokens)
         if random.random() < self._sample:
             log.info("shadow diff %s", orjson.dumps(self._diff(route, v1, v2, score)).decode())
 
