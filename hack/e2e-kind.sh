@@ -7,7 +7,9 @@
 #   3. helm install the chart
 #   4. apply two mock Pipelines (v1, v2) and a Route with a canary at weight 0
 #   5. run an app pod (python + the openai SDK) that gets the sidecar injected
-#   6. shift the canary weight 0 -> 50 -> 100 and watch x-vpipe-version follow
+#   6. shift the canary weight 0 -> 50 -> 100 and watch x-vpipe-version follow (each raise
+#      waits for the sidecar gate: the app's proxy must serve the config first)
+#   6b. the Route's status.sidecars says the app's proxy serves the current config (1/1)
 #   7. check the sidecar's metrics count both versions
 #   8. delete the cluster (KEEP=1 keeps it for a look around)
 # Every kubectl and helm call names the kind context explicitly: this script never touches
@@ -133,6 +135,16 @@ got="$(versions)"; echo "weight 0: $got"
 [ "$got" = "v1=40" ] || { echo "expected every answer from v1" >&2; exit 1; }
 shift_to 50 '^v1=[0-9]+ v2=[0-9]+$'
 shift_to 100 '^v2=40$'
+
+step "6b. the sidecar gate: the operator counts the app's proxy as serving the config"
+summary=""
+for _ in $(seq 1 60); do
+  summary="$(k -n "$NS_APP" get route chat -o jsonpath='{.status.sidecars.summary}')"
+  [ "$summary" = "1/1" ] && break
+  sleep 2
+done
+[ "$summary" = "1/1" ] || { echo "expected status.sidecars.summary 1/1, got '$summary'" >&2
+  k -n "$NS_APP" get route chat -o jsonpath='{.status.sidecars.message}' >&2; exit 1; }
 
 step "7. metrics"
 metrics="$(k -n "$NS_APP" exec app -c vpipe-proxy -- python3 -c \

@@ -31,7 +31,7 @@ def vpipe(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_validate_examples_ok() -> None:
     for folder in (EXAMPLES, EXAMPLES / "providers", EXAMPLES / "claude-code",
-                   EXAMPLES / "openai-to-anthropic"):
+                   EXAMPLES / "openai-to-anthropic", EXAMPLES / "rollout"):
         result = vpipe("validate", "-f", str(folder))
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("OK: ")
