@@ -6,8 +6,8 @@ streamed shadow is sent and compared (status, finish reason, tool calls, similar
 tokens when both streams report usage); the
 client's stream is the one a non-shadowed V1 gives; a V2 that pauses mid-stream does not hold
 the client (the client is done while V2 is still running); a V2 error is a status mismatch and
-never reaches the client; a V1 stream the client abandons is counted `incomplete`; the stream
-reassembly itself, per protocol, including an in-band error.
+never reaches the client; a V1 stream the client abandons is counted `incomplete`. The
+reassembly itself: tests/unit/test_shadow_answer_summary.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import pytest
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import pipeline, route, running_proxy, write_resources
 from vpipe_proxy.server import ProxyServer
-from vpipe_proxy.shadow import Summary, summarize_stream
 
 
 def resources(upstream_url: str, *, weight: int = 100, fake_is_v1: bool = False,
@@ -170,44 +169,3 @@ async def test_an_abandoned_v1_stream_is_counted_incomplete(
         await until(lambda: metric(server, 'vpipe_shadow_requests_total{result="incomplete",'
                                            'route="chat"} 1.0'), "the incomplete count")
         assert server.shadow.in_flight == 0
-
-
-CHAT_SSE = [
-    b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}\n\n',
-    b'data: {"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":null}]}\n\ndata: {"ch',
-    b'oices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":'
-    b'""}}]},"finish_reason":"tool_calls"}],"usage":{"completion_tokens":5}}\n\ndata: [DONE]\n\n',
-]
-ANTHROPIC_SSE = [
-    b'event: message_start\ndata: {"type":"message_start","message":{"usage":{}}}\n\n',
-    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
-    b'"content_block":{"type":"text","text":""}}\n\n',
-    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-    b'"delta":{"type":"text_delta","text":"Hi there"}}\n\n',
-    b'event: content_block_start\ndata: {"type":"content_block_start","index":1,'
-    b'"content_block":{"type":"tool_use","name":"get_weather","input":{}}}\n\n',
-    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},'
-    b'"usage":{"output_tokens":7}}\n\n',
-]
-RESPONSES_SSE = [
-    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
-    b'"delta":"ignored"}\n\n',
-    b'event: response.completed\ndata: {"type":"response.completed","response":{"status":'
-    b'"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Done."}]},'
-    b'{"type":"function_call","name":"lookup"}],"usage":{"output_tokens":3}}}\n\n',
-]
-
-
-@pytest.mark.parametrize(("protocol", "chunks", "expected"), [
-    ("openai-chat", CHAT_SSE, Summary(200, 1.0, "Hello", "tool_calls", ("f",), 5)),
-    ("anthropic-messages", ANTHROPIC_SSE,
-     Summary(200, 1.0, "Hi there", "tool_use", ("get_weather",), 7)),
-    ("openai-responses", RESPONSES_SSE, Summary(200, 1.0, "Done.", "completed", ("lookup",), 3)),
-    ("openai-chat", [CHAT_SSE[0], b'data: {"error":{"message":"upstream broke"}}\n\n'],
-     Summary(502, 1.0)),
-    ("anthropic-messages", [b'event: error\ndata: {"type":"error","error":{}}\n\n'],
-     Summary(502, 1.0)),
-    ("openai-responses", RESPONSES_SSE[:1], Summary(502, 1.0)),  # never completed
-])
-def test_stream_reassembly(protocol: str, chunks: list[bytes], expected: Summary) -> None:
-    assert summarize_stream(protocol, 200, 1.0, chunks) == expected

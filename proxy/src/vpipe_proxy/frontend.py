@@ -214,7 +214,7 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         reply = await chain.runners[protocol](call)
         status = reply.status
         if reply.chunks is not None:
-            tap = V1Stream(started, []) if copy is not None else None
+            tap = V1Stream(started) if copy is not None else None
             try:
                 streamed = await _write_stream(request, reply, route, pipeline, version, module,
                                                state, started, dialect, tap)
@@ -291,8 +291,10 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
         try:
             async for chunk in chunks:
                 if first:
-                    state.metrics.stream_first_chunk(route.name, pipeline,
-                                                     time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    state.metrics.stream_first_chunk(route.name, pipeline, elapsed)
+                    if tap is not None:
+                        tap.first_chunk = elapsed
                     first = False
                 await response.write(chunk)
                 if tap is not None:

@@ -43,19 +43,30 @@ class Metrics:
             ["route", "pipeline", "kind"], registry=r)
         self.shadow_requests = Counter(
             "vpipe_shadow_requests",
-            "Shadow copies by result: sent, dropped (concurrency limit), failed (V2 raised), "
-            "incomplete (V1's stream was abandoned by the client: nothing to compare).",
+            "Shadow copies (whole and streamed) by result: sent (V2 answered), failed (V2 "
+            "answered an error status or its stream broke: still compared, so it shows as a "
+            "status mismatch; or the copy raised: not compared), dropped (concurrency limit "
+            "reached: never queued), incomplete (the client left before V1's stream ended: "
+            "nothing to compare, V2 not called). A V1 stream that ends in an in-band error is "
+            "compared with that error's status (e.g. 502) as V1's.",
             ["route", "result"], registry=r)
         self.shadow_match = Counter(
             "vpipe_shadow_match",
-            "Shadow comparisons by aspect (status, finish_reason, tool_calls) and whether V2 "
-            "matched V1.", ["route", "aspect", "match"], registry=r)
+            "Shadow comparisons by aspect and whether V2 matched V1: status, finish_reason, "
+            "tool_calls (the called tools' names, in order), tool_arguments (names and JSON "
+            "arguments, key order and whitespace ignored).", ["route", "aspect", "match"],
+            registry=r)
         self.shadow_similarity = Histogram(
             "vpipe_shadow_text_similarity",
             "Word-set similarity (Jaccard, 0..1) of V2's answer text to V1's.", ["route"],
             buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0), registry=r)
         self.shadow_latency_delta = Histogram(
-            "vpipe_shadow_latency_delta_seconds", "V2 latency minus V1 latency.", ["route"],
+            "vpipe_shadow_latency_delta_seconds",
+            "V2 latency minus V1 latency (streams: to the last chunk).", ["route"],
+            buckets=(-5, -1, -0.25, -0.05, 0, 0.05, 0.25, 1, 5), registry=r)
+        self.shadow_first_chunk_delta = Histogram(
+            "vpipe_shadow_first_chunk_delta_seconds",
+            "Streams: V2's time to its first chunk minus V1's.", ["route"],
             buckets=(-5, -1, -0.25, -0.05, 0, 0.05, 0.25, 1, 5), registry=r)
         self.shadow_tokens_ratio = Histogram(
             "vpipe_shadow_output_tokens_ratio",

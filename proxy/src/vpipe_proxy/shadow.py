@@ -2,12 +2,13 @@
 
 Bounded: at most `limit` copies run at once and a copy that does not fit is dropped and counted,
 so shadowing never queues in front of client traffic. Only what is needed for comparison is
-kept; texts reach the diff log only when contents logging is switched on.
+kept; texts and tool arguments reach the diff log only when contents logging is switched on.
 
 Streams are shadowed too: V1's stream reaches the client untouched while its bytes are kept
-aside; once it ends, V2 gets the same streaming request in the background and both streams are
-reassembled (text, finish reason, tool calls, tokens) into the same `Summary` a whole reply
-gives. A V1 stream the client abandoned is counted `incomplete` and not compared.
+aside (a list append per chunk, no parsing on the client's path); once it ends, V2 gets the same
+streaming request in the background, its stream is consumed as it comes, and both are
+reassembled (`answer_summary`) into the same `Summary` a whole reply gives, plus the time to
+the first chunk. A V1 stream the client abandoned is counted `incomplete` and not compared.
 """
 
 from __future__ import annotations
@@ -16,32 +17,37 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from vpipe_proxy.answer_summary import Answer, StreamSummary, ToolCall, answer_of
 from vpipe_proxy.errors import ProxyError
 from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.modules import Call, Next, Reply
 from vpipe_proxy.runtime import Runtime
-from vpipe_proxy.sse import SSEDecoder
 
 log = logging.getLogger("vpipe.shadow")
 
 
 @dataclass
 class V1Stream:
-    """V1's streamed answer as the client got it: the bytes, kept as they pass (no parsing on
-    the client's path), and its status (502 when it broke in-band)."""
+    """V1's streamed answer as the client got it, filled in by the front end as it passes:
+    the bytes (kept, not parsed), when the first chunk and the end went out, and the status
+    (the in-band error's when the stream broke after its headers)."""
 
     started: float
-    chunks: list[bytes]
+    chunks: list[bytes] = field(default_factory=list)
     status: int = 200
+    first_chunk: float | None = None  # seconds from `started`
     seconds: float = 0.0
 
     def summary(self, protocol: str) -> Summary:
-        return summarize_stream(protocol, self.status, self.seconds, self.chunks)
+        summary = summarize_stream(protocol, self.status, self.seconds, self.chunks,
+                                   self.first_chunk)
+        self.chunks = []  # the bytes are not needed while V2 runs
+        return summary
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,18 @@ class Summary:
     seconds: float
     text: str = ""
     finish: str | None = None
-    tools: tuple[str, ...] = ()
+    tools: tuple[ToolCall, ...] = ()
     output_tokens: int | None = None
+    first_chunk: float | None = None  # streams only: seconds to the first chunk
+
+    @classmethod
+    def of(cls, status: int, seconds: float, answer: Answer | None,
+           first_chunk: float | None = None) -> Summary:
+        """An answer that failed (None) is compared as a 502, as its client saw an error."""
+        if answer is None:
+            return cls(502 if status == 200 else status, seconds, first_chunk=first_chunk)
+        return cls(status, seconds, answer.text, answer.finish, answer.tools,
+                   answer.output_tokens, first_chunk)
 
 
 def summarize(protocol: str, status: int, seconds: float, body: bytes) -> Summary:
@@ -66,109 +82,25 @@ def summarize(protocol: str, status: int, seconds: float, body: bytes) -> Summar
         return Summary(status, seconds)
     if not isinstance(data, dict):
         return Summary(status, seconds)
-    return _summary_of(protocol, status, seconds, data)
+    return Summary.of(status, seconds, answer_of(protocol, data))
 
 
-def summarize_stream(protocol: str, status: int, seconds: float,
-                     chunks: list[bytes]) -> Summary:
+def summarize_stream(protocol: str, status: int, seconds: float, chunks: list[bytes],
+                     first_chunk: float | None = None) -> Summary:
     """The comparable parts of a streamed reply (its SSE bytes, in the client's protocol).
 
     An in-band error event (the stream broke after its headers) makes the status 502.
     """
     if status != 200:
-        return Summary(status, seconds)
-    decoder = SSEDecoder()
-    events = [e for chunk in chunks for e in decoder.feed(chunk)] + decoder.flush()
-    datas = []
-    for event in events:
-        if event.data == "[DONE]":
-            continue
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(data, dict):
-            if event.event == "error" or data.get("type") == "error" or (
-                    "error" in data and protocol == "openai-chat"):
-                return Summary(502, seconds)
-            datas.append(data)
-    if protocol == "openai-responses":
-        final = next((d["response"] for d in reversed(datas)
-                      if d.get("type") in ("response.completed", "response.incomplete",
-                                           "response.failed")
-                      and isinstance(d.get("response"), dict)), None)
-        return _summary_of(protocol, status, seconds, final) if final else Summary(502, seconds)
-    if protocol == "anthropic-messages":
-        return _anthropic_stream(status, seconds, datas)
-    return _chat_stream(status, seconds, datas)
+        return Summary(status, seconds, first_chunk=first_chunk)
+    reader = StreamSummary(protocol)
+    for chunk in chunks:
+        reader.feed(chunk)
+    return Summary.of(status, seconds, reader.result(), first_chunk)
 
 
-def _chat_stream(status: int, seconds: float, datas: list[dict[str, Any]]) -> Summary:
-    text: list[str] = []
-    tools: list[str] = []
-    finish = tokens = None
-    for data in datas:
-        for choice in data.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if isinstance(delta.get("content"), str):
-                text.append(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                name = (call.get("function") or {}).get("name")
-                if name:
-                    tools.append(name)
-            finish = choice.get("finish_reason") or finish
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            tokens = usage.get("completion_tokens", tokens)
-    return Summary(status, seconds, "".join(text), finish, tuple(tools), tokens)
-
-
-def _anthropic_stream(status: int, seconds: float, datas: list[dict[str, Any]]) -> Summary:
-    text: list[str] = []
-    tools: list[str] = []
-    finish = tokens = None
-    for data in datas:
-        kind = data.get("type")
-        if kind == "content_block_start":
-            block = data.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                tools.append(block.get("name", ""))
-        elif kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            if delta.get("type") == "text_delta":
-                text.append(delta.get("text", ""))
-        elif kind == "message_delta":
-            finish = (data.get("delta") or {}).get("stop_reason") or finish
-            tokens = (data.get("usage") or {}).get("output_tokens", tokens)
-    return Summary(status, seconds, "".join(text), finish, tuple(tools), tokens)
-
-
-def _summary_of(protocol: str, status: int, seconds: float, data: dict[str, Any]) -> Summary:
-    if protocol == "openai-responses":
-        items = [i for i in data.get("output") or [] if isinstance(i, dict)]
-        return Summary(
-            status, seconds,
-            text="".join(part.get("text", "") for item in items if item.get("type") == "message"
-                         for part in item.get("content") or [] if part.get("type") == "output_text"),
-            finish=data.get("status"),
-            tools=tuple(i.get("name", "") for i in items if i.get("type") == "function_call"),
-            output_tokens=(data.get("usage") or {}).get("output_tokens"))
-    if protocol == "anthropic-messages":
-        blocks = data.get("content") or []
-        return Summary(
-            status, seconds,
-            text="".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
-            finish=data.get("stop_reason"),
-            tools=tuple(b.get("name", "") for b in blocks if b.get("type") == "tool_use"),
-            output_tokens=(data.get("usage") or {}).get("output_tokens"))
-    choices = data.get("choices") or [{}]
-    message = choices[0].get("message") or {}
-    return Summary(
-        status, seconds, text=message.get("content") or "",
-        finish=choices[0].get("finish_reason"),
-        tools=tuple((c.get("function") or {}).get("name", "")
-                    for c in message.get("tool_calls") or []),
-        output_tokens=(data.get("usage") or {}).get("completion_tokens"))
+def _names(summary: Summary) -> tuple[str, ...]:
+    return tuple(name for name, _ in summary.tools)
 
 
 def similarity(a: str, b: str) -> float:
@@ -214,41 +146,58 @@ class ShadowRunner:
         try:
             # V1's stream is parsed here, off the client's path.
             v1 = first.summary(call.protocol) if isinstance(first, V1Stream) else first
-            reply: Reply = await runner(call)
-            try:
-                if reply.chunks is not None:
-                    chunks = [chunk async for chunk in reply.chunks]
-                    v2 = summarize_stream(call.protocol, reply.status,
-                                          time.perf_counter() - started, chunks)
-                else:
-                    v2 = summarize(call.protocol, reply.status, time.perf_counter() - started,
-                                   reply.body)
-            finally:
-                aclose = getattr(reply.chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                if reply.release is not None:
-                    reply.release()
-        except ProxyError as e:
-            v2 = Summary(e.status, time.perf_counter() - started)
+            v2 = await self._v2(runner, call, started)
         except Exception:
             self._metrics.shadow_requests.labels(call.route, "failed").inc()
             log.exception("shadow copy for route %s failed", call.route)
             return
         finally:
             runtime.exit()
-        self._metrics.shadow_requests.labels(call.route, "sent").inc()
+        # An error answer (status, or a stream that broke) is still compared: the status
+        # mismatch is the finding, and `failed` says V2 could not answer.
+        result = "sent" if v2.status == 200 else "failed"
+        self._metrics.shadow_requests.labels(call.route, result).inc()
         self._record(call.route, v1, v2)
+
+    @staticmethod
+    async def _v2(runner: Next, call: Call, started: float) -> Summary:
+        """V2's answer to `call`, a stream consumed to its end as it comes (nothing kept but
+        what the comparison needs)."""
+        first: float | None = None
+        try:
+            reply: Reply = await runner(call)
+            try:
+                if reply.chunks is None:
+                    return summarize(call.protocol, reply.status,
+                                     time.perf_counter() - started, reply.body)
+                reader = StreamSummary(call.protocol)
+                async for chunk in reply.chunks:
+                    if first is None and chunk:
+                        first = time.perf_counter() - started
+                    reader.feed(chunk)
+                answer = reader.result() if reply.status == 200 else None
+                return Summary.of(reply.status, time.perf_counter() - started, answer, first)
+            finally:
+                aclose = getattr(reply.chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                if reply.release is not None:
+                    reply.release()
+        except ProxyError as e:  # before its headers or mid-stream
+            return Summary(e.status, time.perf_counter() - started, first_chunk=first)
 
     def _record(self, route: str, v1: Summary, v2: Summary) -> None:
         m = self._metrics
         for aspect, same in (("status", v1.status == v2.status),
                              ("finish_reason", v1.finish == v2.finish),
-                             ("tool_calls", v1.tools == v2.tools)):
+                             ("tool_calls", _names(v1) == _names(v2)),
+                             ("tool_arguments", v1.tools == v2.tools)):
             m.shadow_match.labels(route, aspect, "true" if same else "false").inc()
         score = similarity(v1.text, v2.text)
         m.shadow_similarity.labels(route).observe(score)
         m.shadow_latency_delta.labels(route).observe(v2.seconds - v1.seconds)
+        if v1.first_chunk is not None and v2.first_chunk is not None:
+            m.shadow_first_chunk_delta.labels(route).observe(v2.first_chunk - v1.first_chunk)
         if v1.output_tokens and v2.output_tokens is not None:
             m.shadow_tokens_ratio.labels(route).observe(v2.output_tokens / v1.output_tokens)
         if random.random() < self._sample:
@@ -257,8 +206,13 @@ class ShadowRunner:
     def _diff(self, route: str, v1: Summary, v2: Summary, score: float) -> dict[str, Any]:
         def side(s: Summary) -> dict[str, Any]:
             text: Any = s.text if self._contents else {"redacted": True, "chars": len(s.text)}
-            return {"status": s.status, "ms": round(s.seconds * 1000, 1), "finish": s.finish,
-                    "tools": list(s.tools), "outputTokens": s.output_tokens, "text": text}
+            out = {"status": s.status, "ms": round(s.seconds * 1000, 1), "finish": s.finish,
+                   "tools": list(_names(s)), "outputTokens": s.output_tokens, "text": text}
+            if s.first_chunk is not None:
+                out["firstChunkMs"] = round(s.first_chunk * 1000, 1)
+            if self._contents:  # arguments are contents too
+                out["toolArguments"] = [arguments for _, arguments in s.tools]
+            return out
 
         return {"route": route, "similarity": round(score, 3), "v1": side(v1), "v2": side(v2)}
 
