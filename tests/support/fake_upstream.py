@@ -9,6 +9,7 @@ The proxy forwards the model name, so a test picks the upstream's behaviour per 
 - `drop-<n>`: stream n chunks, then cut the connection mid-stream
 - `stall-<n>`: stream n chunks, then hang until the client goes away
 - `pause-<seconds>`: stream one chunk, wait, then finish normally
+- `hold`: stream the words, set `holding`, then finish only once the test sets `release`
 - `tools`: call the tool `get_weather`; streamed, its arguments arrive in fragments
 - `reasoning`: reasoning_content first, then the answer (as DeepSeek's reasoner does)
 `POST /v1/messages` answers the same names in Anthropic's shape (normal, `status-<code>`,
@@ -37,6 +38,8 @@ class FakeUpstream:
     requests: list[Seen] = field(default_factory=list)
     streams_cancelled: int = 0
     stream_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -208,6 +211,9 @@ class FakeUpstream:
                 return response
             if kind == "stall":
                 await asyncio.sleep(3600)
+            if kind == "hold":
+                self.holding.set()
+                await self.release.wait()
             await response.write(_chunk(model, {}, "stop"))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
