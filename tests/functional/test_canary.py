@@ -3,9 +3,9 @@
 Aspects: a split sends its share to the canary and every response names its version; a sticky
 key (header, user, conversation) keeps its version across requests and turns; x-vpipe-version
 forces a version unless disabled; shadow mode answers from V1, mirrors to V2 in the background,
-records the comparison, drops copies beyond the concurrency limit (streams:
-test_shadow_stream.py); moving the
-weight under load fails no request and a stream that started on V1 ends on V1.
+records the comparison, counts a V2 error answer `failed` (still compared), drops copies beyond
+the concurrency limit (streams: test_shadow_stream.py); moving the weight under load fails no
+request and a stream that started on V1 ends on V1.
 """
 
 from __future__ import annotations
@@ -139,6 +139,23 @@ async def test_shadow_beyond_the_limit_is_dropped(config_dir: Path, upstream_url
         text = server.metrics.exposition().decode()
         assert 'vpipe_shadow_requests_total{result="dropped",route="chat"} 2.0' in text
         assert server.shadow.in_flight == 1
+
+
+async def test_shadow_v2_error_counts_failed_and_is_compared(
+        config_dir: Path, upstream_url: str, session: aiohttp.ClientSession) -> None:
+    write_resources(config_dir, resources(upstream_url, 100, mode="shadow"))
+    async with running_proxy(config_dir) as server:
+        version, body = await _ask_model(session, server, "status-503")
+        assert version == "v1" and body["choices"][0]["message"]["content"].startswith("Mock")
+
+        def failed() -> bool:
+            return 'vpipe_shadow_requests_total{result="failed",route="chat"} 1.0' in \
+                server.metrics.exposition().decode()
+
+        await wait_for(failed)
+        text = server.metrics.exposition().decode()
+        assert 'vpipe_shadow_match_total{aspect="status",match="false",route="chat"} 1.0' in text
+        assert 'result="sent"' not in text
 
 
 async def _ask_model(session: aiohttp.ClientSession, server: ProxyServer,
