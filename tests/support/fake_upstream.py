@@ -12,6 +12,9 @@ The proxy forwards the model name, so a test picks the upstream's behaviour per 
 - `hold`: stream the words, set `holding`, then finish only once the test sets `release`
 - `tools`: call the tool `get_weather`; streamed, its arguments arrive in fragments
 - `reasoning`: reasoning_content first, then the answer (as DeepSeek's reasoner does)
+`POST /v1/responses` answers with the id `resp_<name>`; with `stores_responses` it keeps
+state as OpenAI's does: every reply gets a new id, and a `previous_response_id` this upstream
+did not answer is a 404 (so a thread sent to the wrong provider fails).
 `POST /v1/messages` answers the same names in Anthropic's shape (normal, `status-<code>`,
 `drop-<n>`, `tools`). Every request is recorded (path, headers, JSON body) for assertions.
 """
@@ -40,6 +43,9 @@ class FakeUpstream:
     stream_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     holding: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    name: str = "fake"
+    stores_responses: bool = False
+    response_ids: set[str] = field(default_factory=set)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -55,11 +61,21 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(Seen(request.path, dict(request.headers), body))
         model: str = body["model"]
+        previous = body.get("previous_response_id")
+        if self.stores_responses and previous is not None and previous not in self.response_ids:
+            return web.json_response({"error": {
+                "message": f"Previous response with id '{previous}' not found.",
+                "type": "invalid_request_error", "param": "previous_response_id",
+                "code": "previous_response_not_found"}}, status=404)
+        rid = f"resp_{self.name}"
+        if self.stores_responses:
+            rid += f"_{len(self.response_ids)}"
+            self.response_ids.add(rid)
         items = body.get("input")
         said = items if isinstance(items, str) else next(
             (i["content"] if isinstance(i["content"], str) else i["content"][0]["text"]
              for i in reversed(items) if i.get("role") == "user"), "")
-        text = f"fake says: {said}"
+        text = f"{self.name} says: {said}"
         output: list[dict[str, Any]] = [{"type": "message", "id": "msg_1", "role": "assistant",
                                          "status": "completed", "content": [
                                              {"type": "output_text", "text": text,
@@ -68,7 +84,7 @@ class FakeUpstream:
             output.append({"type": "function_call", "id": "fc_1", "call_id": "call_9",
                            "name": "get_weather", "arguments": '{"city": "Oslo"}',
                            "status": "completed"})
-        response = {"id": "resp_fake", "object": "response", "created_at": 1, "model": model,
+        response = {"id": rid, "object": "response", "created_at": 1, "model": model,
                     "status": "completed", "output": output,
                     "usage": {"input_tokens": 6, "output_tokens": 3, "total_tokens": 9,
                               "input_tokens_details": {"cached_tokens": 1},

@@ -23,8 +23,18 @@ from vpipe_proxy.metrics import UNROUTED
 from vpipe_proxy.modules import Call, Reply
 from vpipe_proxy.routing import CompiledRoute
 from vpipe_proxy.shadow import V1Stream, summarize
-from vpipe_proxy.splitter import V1, V2, VERSION_HEADER, bucket, in_canary, sticky_key
+from vpipe_proxy.splitter import (
+    V1,
+    V2,
+    VERSION_HEADER,
+    bucket,
+    client_key,
+    in_canary,
+    pinned_version,
+    sticky_key,
+)
 from vpipe_proxy.state import STATE, ProxyState
+from vpipe_proxy.threads import CONVERSATION, RESPONSE, ResponseIdSniffer, Thread, response_id, thread_of
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +203,7 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             raise ProxyError(404, "model_not_found",
                              runtime.router.no_route_message(model, protocol, prefix,
                                                              request.headers), param="model")
-        version, shadow = _assign(route, body, request.headers, state)
+        version, shadow, thread = _assign(route, body, request.headers, state, protocol)
         pipeline = route.canary.pipeline if version == V2 and route.canary else route.pipeline
         chain = runtime.chains[pipeline]
         module = chain.provider_name
@@ -213,11 +223,18 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
                     pipeline=pipeline)
         reply = await chain.runners[protocol](call)
         status = reply.status
+        if status == 200:
+            if thread is not None and thread[0] == CONVERSATION:
+                state.threads.pin(route.name, thread, version)
+            elif version == V2 and protocol == OPENAI_RESPONSES.protocol and reply.body:
+                _pin_response(state, route.name, response_id(reply.body))
         if reply.chunks is not None:
             tap = V1Stream(started) if copy is not None else None
+            sniffer = (ResponseIdSniffer() if version == V2 and status == 200
+                       and protocol == OPENAI_RESPONSES.protocol else None)
             try:
                 streamed = await _write_stream(request, reply, route, pipeline, version, module,
-                                               state, started, dialect, tap)
+                                               state, started, dialect, tap, sniffer)
             except BaseException:
                 if tap is not None:
                     state.shadow.incomplete(route.name)
@@ -247,23 +264,41 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
 
 
 def _assign(route: CompiledRoute, body: dict[str, Any], headers: Mapping[str, str],
-            state: ProxyState) -> tuple[str, bool]:
-    """(version that answers, whether V2 also gets a shadow copy) for one request."""
+            state: ProxyState, protocol: str) -> tuple[str, bool, Thread | None]:
+    """(version that answers, whether V2 also gets a shadow copy, the provider-side thread the
+    request continues) for one request."""
+    thread = thread_of(body) if protocol == OPENAI_RESPONSES.protocol else None
     canary = route.canary
+    key: bytes | None
     if canary is None:
-        return V1, False
+        return V1, False, thread
     if state.settings.allow_version_override:
         forced = headers.get(VERSION_HEADER)
         if forced is not None:
             if forced not in (V1, V2):
                 raise bad_request(f"header {VERSION_HEADER} must be v1 or v2, got {forced!r}.")
-            return forced, False
-    if canary.weight == 0:
-        return V1, False
-    key = sticky_key(body, headers, canary.stickiness_header)
+            return forced, False, thread
+    if thread is not None and canary.mode == "split":
+        pinned = state.threads.get(route.name, thread)
+        if pinned is None and thread[0] == RESPONSE:
+            pinned = V1  # a response this proxy did not serve from V2 began on the stable one
+        if pinned is not None:
+            return pinned_version(pinned, canary.weight), False, thread
+        key = client_key(body, headers, canary.stickiness_header) or (
+            b"t:" + thread[1].encode())
+    elif canary.weight == 0:
+        return V1, False, thread
+    else:
+        key = sticky_key(body, headers, canary.stickiness_header)
     if not in_canary(bucket(route.name, key), canary.weight):
-        return V1, False
-    return (V1, True) if canary.mode == "shadow" else (V2, False)
+        return V1, False, thread
+    return (V1, True, thread) if canary.mode == "shadow" else (V2, False, thread)
+
+
+def _pin_response(state: ProxyState, route: str, rid: str | None) -> None:
+    """Remember that V2 answered response `rid`, so turns naming it stay on V2."""
+    if rid is not None:
+        state.threads.pin(route, (RESPONSE, rid), V2)
 
 
 def _headers(reply: Reply, route: str, pipeline: str, version: str) -> dict[str, str]:
@@ -276,8 +311,10 @@ def _headers(reply: Reply, route: str, pipeline: str, version: str) -> dict[str,
 
 async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute, pipeline: str,
                         version: str, module: str, state: ProxyState, started: float,
-                        dialect: Dialect, tap: V1Stream | None = None) -> web.StreamResponse:
-    """Forward a stream as it comes; `tap` (shadow mode) keeps the bytes the client got."""
+                        dialect: Dialect, tap: V1Stream | None = None,
+                        sniffer: ResponseIdSniffer | None = None) -> web.StreamResponse:
+    """Forward a stream as it comes; `tap` (shadow mode) keeps the bytes the client got,
+    `sniffer` looks for the response id in them."""
     assert reply.chunks is not None
     response = web.StreamResponse(
         status=reply.status,
@@ -296,6 +333,9 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
                     if tap is not None:
                         tap.first_chunk = elapsed
                     first = False
+                if sniffer is not None and sniffer.feed(chunk) is not None:
+                    # Pinned before the client can see the id and name it in its next turn.
+                    _pin_response(state, route.name, sniffer.found)
                 await response.write(chunk)
                 if tap is not None:
                     tap.chunks.append(chunk)

@@ -28,6 +28,7 @@ from vpipe_proxy.settings import Settings
 from vpipe_proxy.shadow import ShadowRunner
 from vpipe_proxy.sources import ConfigSource
 from vpipe_proxy.state import STATE, ProxyState
+from vpipe_proxy.threads import ThreadPins
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class ProxyServer:
         self.reloader = Reloader(source, pool, self.metrics, drain_timeout=settings.drain_timeout)
         self.shadow = ShadowRunner(self.metrics, settings.shadow_concurrency,
                                    settings.shadow_log_sample, settings.shadow_log_contents)
-        self.state = ProxyState(settings, self.reloader, self.metrics, self.shadow)
+        self.threads = ThreadPins(settings.thread_pins)
+        self.state = ProxyState(settings, self.reloader, self.metrics, self.shadow, self.threads)
         self._runners: list[web.AppRunner] = []
         self._watch: asyncio.Task[None] | None = None
         self.port = 0

@@ -35,10 +35,14 @@ def in_canary(bucket_: int, weight: int) -> bool:
 def sticky_key(body: dict[str, Any], headers: Mapping[str, str], header: str | None) -> bytes | None:
     """What identifies the client or conversation, most specific first.
 
-    The configured header, then the OpenAI `user` / Anthropic `metadata.user_id` field, then the
-    conversation itself: its system prompt and first user message stay the same on every turn,
-    so a multi-turn chat keeps its version.
+    The client (`client_key`), then the conversation itself: its system prompt and first user
+    message stay the same on every turn, so a multi-turn chat keeps its version.
     """
+    return client_key(body, headers, header) or conversation_key(body)
+
+
+def client_key(body: dict[str, Any], headers: Mapping[str, str], header: str | None) -> bytes | None:
+    """The configured header, then the OpenAI `user` / Anthropic `metadata.user_id` field."""
     if header is not None:
         value = headers.get(header)
         if value:
@@ -50,6 +54,12 @@ def sticky_key(body: dict[str, Any], headers: Mapping[str, str], header: str | N
             user = metadata.get("user_id")
     if user:
         return b"u:" + str(user).encode()
+    return None
+
+
+def conversation_key(body: dict[str, Any]) -> bytes | None:
+    """The conversation's opening: system prompt (or instructions) and messages up to the
+    first user message."""
     messages = body.get("messages", body.get("input"))
     if isinstance(messages, str):  # a Responses request with a single string input
         return b"c:" + orjson.dumps([body.get("instructions"), messages])
@@ -61,3 +71,11 @@ def sticky_key(body: dict[str, Any], headers: Mapping[str, str], header: str | N
                 break
         return b"c:" + orjson.dumps(opening, option=orjson.OPT_SORT_KEYS)
     return None
+
+
+def pinned_version(pinned: str, weight: int) -> str:
+    """A pinned thread's version: its own while it takes a share of the route, else the other
+    (V2 pins go to V1 once the weight is 0, V1 pins to V2 at 100)."""
+    if pinned == V2:
+        return V2 if weight > 0 else V1
+    return V1 if weight < 100 else V2

@@ -10,6 +10,7 @@ from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.reload import Reloader
 from vpipe_proxy.settings import Settings
 from vpipe_proxy.shadow import ShadowRunner
+from vpipe_proxy.threads import ThreadPins
 
 
 @dataclass
@@ -18,6 +19,7 @@ class ProxyState:
     reloader: Reloader
     metrics: Metrics
     shadow: ShadowRunner
+    threads: ThreadPins
 
 
 STATE = web.AppKey("vpipe_state", ProxyState)
