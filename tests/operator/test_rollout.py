@@ -163,12 +163,16 @@ async def test_cli_promote_abort_status(cluster: Cluster, operator: OperatorThre
     await at(cluster, phase="Progressing", weight=5, step=0)
     assert "Progressing" in capsys.readouterr().out
     assert await asyncio.to_thread(
-        main, ["rollout", "abort", "glm", "-n", NS, "--reason", "bad answers"]) == 0
+        main, ["abort", "glm", "-n", NS, "--reason", "bad answers"]) == 0  # the shortcut
     await at(cluster, phase="Aborted", weight=0, step=0)
     assert await asyncio.to_thread(main, ["rollout", "status", "glm", "-n", NS]) == 0
     out = capsys.readouterr().out
     assert "bad answers" in out and "active weight: 0%" in out
     assert await asyncio.to_thread(main, ["rollout", "status", "nope", "-n", NS]) == 1
+    assert await asyncio.to_thread(main, ["resume", "glm", "-n", NS]) == 0
+    await at(cluster, phase="Progressing", weight=5, step=0)
+    assert await asyncio.to_thread(main, ["promote", "glm", "-n", NS]) == 0
+    await at(cluster, phase="Progressing", weight=25, step=1)
 
     # The CLI acts as a user, not as the operator: keep its requests out of the RBAC audit.
     cluster.compact()

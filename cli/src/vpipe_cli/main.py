@@ -36,7 +36,9 @@ examples:
   vpipe render -f examples/ > cm.yaml      the ConfigMap the operator would write (GitOps)
   vpipe explain -f examples/ --model gpt-4o-mini    which route takes a model, and why
   vpipe crds | kubectl apply -f -          install the Pipeline and Route CRDs
-  vpipe rollout promote glm -n team-a      advance a Route's canary one step (docs/rollout.md)
+  vpipe promote glm -n team-a              advance a Route's canary one step (docs/rollout.md)
+  vpipe abort glm -n team-a --reason "p99 doubled"    all traffic back to the stable pipeline
+  vpipe rollout status glm -n team-a       step, active weight, sidecars, analysis
 """
 
 
@@ -47,6 +49,23 @@ def _resource_args(parser: argparse.ArgumentParser) -> None:
                              "(repeatable; directories are not descended into, like kubectl -f)")
     parser.add_argument("-n", "--namespace", default=None,
                         help="namespace to render when the files span several")
+
+
+ROLLOUT_ACTIONS = {
+    "promote": "one step further (past the last step: Promoted, all traffic to the canary)",
+    "abort": "weight 0 at once, with --reason recorded in the status",
+    "resume": "back to the kept step's weight after abort, or on after pause",
+    "pause": "hold at the current weight",
+}
+
+
+def _rollout_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("route", metavar="ROUTE", help="Route name")
+    parser.add_argument("-n", "--namespace", default=None,
+                        help="namespace (default: the kubeconfig context's, else default)")
+    parser.add_argument("--reason", default=None, help="abort: why (recorded in the status)")
+    parser.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                        help="wait this long for the operator to apply the action (0: don't)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,17 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "vpipe.io/rollout on the Route (like `kubectl annotate route NAME "
                     "vpipe.io/rollout=promote --overwrite`); the operator applies it once, removes "
                     "it and records the result in the Route's status. Credentials: $KUBECONFIG, "
-                    "else the pod's service account, else ~/.kube/config.")
-    rollout.add_argument("action", choices=["promote", "abort", "resume", "pause", "status"],
-                         help="promote: one step further (past the last step: Promoted); "
-                              "abort: weight 0; resume: back to the step after abort or pause; "
-                              "status: print the rollout state")
-    rollout.add_argument("route", metavar="ROUTE", help="Route name")
-    rollout.add_argument("-n", "--namespace", default=None,
-                         help="namespace (default: the kubeconfig context's, else default)")
-    rollout.add_argument("--reason", default=None, help="abort: why (recorded in the status)")
-    rollout.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
-                         help="wait this long for the operator to apply the action (0: don't)")
+                    "else the pod's service account, else ~/.kube/config. `vpipe promote ROUTE` "
+                    "(and abort, resume, pause) is short for `vpipe rollout promote ROUTE`.")
+    rollout.add_argument("action", choices=[*ROLLOUT_ACTIONS, "status"],
+                         help="; ".join(f"{a}: {h}" for a, h in ROLLOUT_ACTIONS.items())
+                              + "; status: print the rollout state")
+    _rollout_args(rollout)
+    for action, what in ROLLOUT_ACTIONS.items():
+        shortcut = sub.add_parser(action, help=f"the Route's canary: {what} (= rollout {action})",
+                                  description=f"Same as `vpipe rollout {action} ROUTE`: {what}.")
+        shortcut.set_defaults(action=action, command="rollout")
+        _rollout_args(shortcut)
     sub.add_parser("operator", help="run the Kubernetes operator (see `vpipe operator --help`)",
                    add_help=False)
     sub.add_parser("crds", help="print the Pipeline and Route CRDs (pipe to kubectl apply -f -)",
