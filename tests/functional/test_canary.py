@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from tests.support.proxy import pipeline, route, running_proxy, write_resources
@@ -164,3 +165,40 @@ async def _ask_model(session: aiohttp.ClientSession, server: ProxyServer,
             "model": model, "messages": [{"role": "user", "content": "x"}]}) as r:
         assert r.status == 200
         return r.headers["x-vpipe-version"], await r.json()
+
+
+@pytest.mark.parametrize("contents", [False, True])
+async def test_shadow_diff_log_is_sampled_and_redacted(
+        config_dir: Path, upstream_url: str, session: aiohttp.ClientSession,
+        caplog: pytest.LogCaptureFixture, contents: bool) -> None:
+    docs = resources(upstream_url, 100, mode="shadow")
+    docs[1]["spec"]["modules"][0]["provider"]["credentials"] = {
+        "secretRef": {"name": "v2", "key": "api-key"}}
+    write_resources(config_dir, docs)
+    caplog.set_level("DEBUG")  # every logger: the key must reach none of them
+    async with running_proxy(config_dir, shadow_log_sample=1.0, shadow_log_contents=contents,
+                             environ={"VPIPE_SECRET_V2_API_KEY": "sk-v2-very-secret"}) as server:
+        await ask(session, server, text="private words")
+        await wait_for(lambda: "shadow diff" in caplog.text)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("shadow diff"))
+    diff = orjson.loads(line.removeprefix("shadow diff "))
+    assert diff["route"] == "chat" and diff["v1"]["status"] == diff["v2"]["status"] == 200
+    assert diff["v1"]["finish"] == diff["v2"]["finish"] == "stop"
+    assert 0 <= diff["similarity"] < 1
+    if contents:
+        assert diff["v2"]["text"] == "fake says: private words"
+    else:
+        assert diff["v2"]["text"] == {"redacted": True, "chars": len("fake says: private words")}
+        assert "private words" not in caplog.text
+    assert "sk-v2-very-secret" not in caplog.text
+
+
+async def test_shadow_diff_log_off_at_sample_zero(
+        config_dir: Path, upstream_url: str, session: aiohttp.ClientSession,
+        caplog: pytest.LogCaptureFixture) -> None:
+    write_resources(config_dir, resources(upstream_url, 100, mode="shadow"))
+    caplog.set_level("INFO", logger="vpipe")
+    async with running_proxy(config_dir, shadow_log_sample=0.0) as server:
+        await ask(session, server)
+        await wait_for(lambda: 'result="sent"' in server.metrics.exposition().decode())
+    assert "shadow diff" not in caplog.text
