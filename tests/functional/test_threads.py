@@ -196,3 +196,27 @@ async def test_without_pins_chains_break(setup: Setup, config_dir: Path,
         rid = next(rid for version, rid in started if version == "v2")
         with pytest.raises(openai.NotFoundError):
             await turn(c, "next", previous_response_id=rid)
+
+
+async def test_shadow_does_not_copy_thread_turns(
+        setup: Setup, config_dir: Path, client: AsyncOpenAI,
+        upstreams: tuple[FakeUpstream, str, FakeUpstream, str]) -> None:
+    """A copy would reach a provider without the thread, or add to the user's conversation."""
+    _, _, beta, _ = upstreams
+    write_resources(config_dir, [
+        responses_pipeline("v1", setup.alpha_url), responses_pipeline("v2", setup.beta_url),
+        route("resp", ["*"], "v1", canary={"pipeline": "v2", "weight": 100, "mode": "shadow"})])
+    async with running_proxy(config_dir) as server:
+        c = at(client, server)
+        version, rid = await turn(c, "opening")
+        assert version == "v1"
+        assert (await turn(c, "next", previous_response_id=rid))[0] == "v1"
+        assert (await turn(c, "in a conversation", conversation="conv_1"))[0] == "v1"
+        deadline = asyncio.get_running_loop().time() + 5
+        while 'result="sent"' not in server.metrics.exposition().decode():
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        text = server.metrics.exposition().decode()
+        assert 'vpipe_shadow_requests_total{result="skipped",route="resp"} 2.0' in text
+        assert 'vpipe_shadow_requests_total{result="sent",route="resp"} 1.0' in text
+        assert [seen.body["input"] for seen in beta.requests] == ["opening"]

@@ -213,7 +213,11 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
                              f"pipeline '{pipeline}' ends in a provider speaking {chain.provider.protocol}",
                              param="model")
         copy = None
-        if shadow and route.canary is not None and not dialect.native_only:
+        if shadow and thread is not None:
+            # V2's provider may not hold the thread, and a copy naming a conversation would
+            # add its turn to the user's conversation a second time.
+            state.shadow.skipped(route.name)
+        elif shadow and route.canary is not None and not dialect.native_only:
             # Parsed again: providers may rewrite the body V1 gets (model mapping).
             copy = Call(protocol=protocol, endpoint=dialect.endpoint, body=orjson.loads(raw),
                         raw=raw, model=model, stream=stream, headers=request.headers,

@@ -47,8 +47,11 @@ class Metrics:
             "answered an error status or its stream broke: still compared, so it shows as a "
             "status mismatch; or the copy raised: not compared), dropped (concurrency limit "
             "reached: never queued), incomplete (the client left before V1's stream ended: "
-            "nothing to compare, V2 not called). A V1 stream that ends in an in-band error is "
-            "compared with that error's status (e.g. 502) as V1's.",
+            "nothing to compare, V2 not called), skipped (a Responses request continuing a "
+            "thread the provider keeps, by previous_response_id or conversation: V2's provider "
+            "may not hold it, and a copy would add to the user's conversation). A V1 stream "
+            "that ends in an in-band error is compared with that error's status (e.g. 502) as "
+            "V1's.",
             ["route", "result"], registry=r)
         self.shadow_match = Counter(
             "vpipe_shadow_match",

@@ -136,6 +136,10 @@ class ShadowRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def skipped(self, route: str) -> None:
+        """The request continues a provider-side thread: not copied (see the metric's help)."""
+        self._metrics.shadow_requests.labels(route, "skipped").inc()
+
     def incomplete(self, route: str) -> None:
         """V1's stream did not finish (the client went away): nothing to compare."""
         self._metrics.shadow_requests.labels(route, "incomplete").inc()
