@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import platform
 import sys
-import tempfile
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from bench_latency import _compare
@@ -29,8 +27,8 @@ from conditions import Cores, pin_self
 from fast_upstream import CHUNK_INTERVAL, UpstreamProcess
 from harness import HOST, PATH, Endpoints, chat_body
 from load import closed_loop, post_request
-from proxy_proc import ProxyProcess
-from resources_gen import BENCH_MODEL, pipeline, route, write
+from proxy_proc import fresh_proxy
+from resources_gen import BENCH_MODEL, pipeline, route
 from stats import summary_ms
 
 RATE = 100.0
@@ -100,21 +98,14 @@ async def main(quick: bool) -> None:
     print(head)
     try:
         for label, weight in CONFIGS:
-            with tempfile.TemporaryDirectory() as workdir:
-                directory = Path(workdir) / "resources"
-                write(directory, resources(upstream.base_url, weight))
-                proxy = ProxyProcess(directory, cores.proxy, Path(workdir) / "proxy.log")
-                try:
-                    await proxy.ready()
-                    endpoints = Endpoints(upstream.port, proxy.port)
-                    paced = await _compare(endpoints, RATE, duration, True, rounds)
-                    before = await settled(proxy.admin_port)
-                    sat = await saturate(proxy.port, saturation)
-                    after = await settled(proxy.admin_port)
-                    counts = {k: v - before.get(k, 0) for k, v in after.items()
-                              if v - before.get(k, 0)}
-                finally:
-                    proxy.stop()
+            async with fresh_proxy(resources(upstream.base_url, weight), cores.proxy) as proxy:
+                endpoints = Endpoints(upstream.port, proxy.port)
+                paced = await _compare(endpoints, RATE, duration, True, rounds)
+                before = await settled(proxy.admin_port)
+                sat = await saturate(proxy.port, saturation)
+                after = await settled(proxy.admin_port)
+                counts = {k: v - before.get(k, 0) for k, v in after.items()
+                          if v - before.get(k, 0)}
             failed = paced["proxy"]["failed"] + sat["failed"]
             print(f"{label:>20} | {paced['added_p50_ms']:>10.2f} / {paced['added_p99_ms']:<10.2f}"
                   f" | {paced['proxy']['p50_ms']:>7.2f} / {paced['proxy']['p99_ms']:<7.2f} | "

@@ -9,13 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 from conditions import pinned_command
 from load import http_get
+from resources_gen import write
 
 
 def free_port() -> int:
@@ -97,3 +101,18 @@ class ProxyProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+@asynccontextmanager
+async def fresh_proxy(resources: list[dict[str, Any]],
+                      core: int | None) -> AsyncIterator[ProxyProcess]:
+    """A ready proxy of its own serving `resources` from a temporary directory, stopped after."""
+    with tempfile.TemporaryDirectory() as workdir:
+        directory = Path(workdir) / "resources"
+        write(directory, resources)
+        proxy = ProxyProcess(directory, core, Path(workdir) / "proxy.log")
+        try:
+            await proxy.ready()
+            yield proxy
+        finally:
+            proxy.stop()
