@@ -4,7 +4,7 @@ Two parts; asserts nothing.
 
 1. In process, one core: the assignment itself per request (stickiness key, bucket, thread pin
    lookup) for the key kinds the proxy uses, in µs; the memory a Responses thread pin takes
-   (tracemalloc over 100,000 pins, as `VPIPE_THREAD_PINS` allows by default); finding the
+   (tracemalloc over 100,000 pins; `VPIPE_THREAD_PINS` allows 20,000 by default); finding the
    response id in a stream's first event.
 2. End to end: the proxy (`vpipe serve`, its own process, pinned to core 0 when there are 2
    cores) in front of the fast upstream, V2 being the same upstream, each config in a fresh

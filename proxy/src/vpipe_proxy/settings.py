@@ -48,10 +48,10 @@ class Settings:
     """Share of shadow comparisons written to the diff log, 0..1 (VPIPE_SHADOW_LOG_SAMPLE)."""
     shadow_log_contents: bool = False
     """Put answer texts in the diff log (VPIPE_SHADOW_LOG_CONTENTS); off: lengths only."""
-    thread_pins: int = 100_000
+    thread_pins: int = 20_000
     """Responses-API threads (`previous_response_id` chains answered by a canary, and
     `conversation` ids) whose version the proxy remembers, so a thread never moves to a provider
-    that does not hold it (VPIPE_THREAD_PINS); least recently used forgotten first, ~150 bytes
+    that does not hold it (VPIPE_THREAD_PINS); least recently used forgotten first, ~170 bytes
     each; 0 turns pinning off."""
     wait_for_config: bool = False
     """Start and stay unready (503) until a first valid config arrives, instead of exiting

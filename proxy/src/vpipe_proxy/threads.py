@@ -4,7 +4,7 @@ A `previous_response_id` chain or a `conversation` names state kept on the provi
 sent to the other version's provider, the next turn would not be found there. Hashing the
 conversation's opening cannot keep such a thread together (each turn carries only its new
 input), so the proxy remembers, per route, which version answered each response id and
-conversation id it served, in a bounded LRU (`VPIPE_THREAD_PINS` entries; ~150 bytes each).
+conversation id it served, in a bounded LRU (`VPIPE_THREAD_PINS` entries; ~170 bytes each).
 
 Rules (`frontend._assign`, `splitter.pinned_version`): a pinned thread stays on its version
 while that version takes a share of the route (weight 0 after an abort sends it to V1, weight
