@@ -186,6 +186,18 @@ async def test_forced_version_wins_and_pins(
         assert (await turn(c, "next", previous_response_id=rid))[0] == "v2"
 
 
+async def test_the_pin_store_is_bounded_and_exported(
+        setup: Setup, config_dir: Path, client: AsyncOpenAI) -> None:
+    setup.write(100)
+    async with running_proxy(config_dir, thread_pins=3) as server:
+        c = at(client, server)
+        for n in range(5):
+            assert (await turn(c, f"thread {n}"))[0] == "v2"
+        text = server.metrics.exposition().decode()
+        assert "\nvpipe_thread_pins 3.0\n" in text
+        assert "\nvpipe_thread_pins_evicted_total 2.0\n" in text
+
+
 async def test_without_pins_chains_break(setup: Setup, config_dir: Path,
                                          client: AsyncOpenAI) -> None:
     """The control: with pinning off, a V2 chain's next turn goes to V1, which lacks it."""

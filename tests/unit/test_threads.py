@@ -37,7 +37,7 @@ def test_pins_are_per_route_and_bounded_least_recently_used_first() -> None:
     assert pins.get("other", (RESPONSE, "id0")) is None
     assert pins.get("r", (RESPONSE, "id0")) == V2  # now the most recently used
     pins.pin("r", (CONVERSATION, "c"), V1)
-    assert len(pins) == 3
+    assert len(pins) == 3 and pins.evicted == 1
     assert pins.get("r", (RESPONSE, "id1")) is None
     assert pins.get("r", (RESPONSE, "id0")) == V2
     assert pins.get("r", (CONVERSATION, "c")) == V1

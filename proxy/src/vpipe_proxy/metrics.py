@@ -6,8 +6,14 @@ which at thousands of requests per second is worth avoiding.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+from vpipe_proxy.threads import ThreadPins
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -107,6 +113,10 @@ class Metrics:
     def translation_event(self, route: str, pipeline: str, kind: str) -> None:
         self._child(self.translation, (route, pipeline, kind)).inc()  # type: ignore[attr-defined]
 
+    def watch_threads(self, pins: ThreadPins) -> None:
+        """Export the thread pin store's size and evictions, read at scrape time."""
+        self.registry.register(_ThreadPinsCollector(pins))
+
     def reload_result(self, ok: bool) -> None:
         self.reloads.labels("ok" if ok else "failed").inc()
 
@@ -120,3 +130,17 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ThreadPinsCollector(Collector):
+    def __init__(self, pins: ThreadPins) -> None:
+        self._pins = pins
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "vpipe_thread_pins", "Responses threads whose version this proxy remembers "
+            f"(at most VPIPE_THREAD_PINS, here {self._pins.limit}).", value=len(self._pins))
+        yield CounterMetricFamily(
+            "vpipe_thread_pins_evicted", "Thread pins forgotten to make room (least recently "
+            "used first); a steady rise means VPIPE_THREAD_PINS is too small.",
+            value=self._pins.evicted)

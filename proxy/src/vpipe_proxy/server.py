@@ -59,6 +59,7 @@ class ProxyServer:
         self.shadow = ShadowRunner(self.metrics, settings.shadow_concurrency,
                                    settings.shadow_log_sample, settings.shadow_log_contents)
         self.threads = ThreadPins(settings.thread_pins)
+        self.metrics.watch_threads(self.threads)
         self.state = ProxyState(settings, self.reloader, self.metrics, self.shadow, self.threads)
         self._runners: list[web.AppRunner] = []
         self._watch: asyncio.Task[None] | None = None

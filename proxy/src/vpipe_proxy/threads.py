@@ -59,6 +59,7 @@ class ThreadPins:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.evicted = 0  # pins forgotten to make room, since the process started
         self._pins: OrderedDict[tuple[str, str, str], str] = OrderedDict()
 
     def __len__(self) -> int:
@@ -79,6 +80,7 @@ class ThreadPins:
         self._pins.move_to_end(key)
         if len(self._pins) > self.limit:
             self._pins.popitem(last=False)
+            self.evicted += 1
 
 
 class ResponseIdSniffer:
