@@ -361,6 +361,15 @@ def test_gateway_with_hpa_and_service_monitor() -> None:
     assert find(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
+def test_gateway_session_affinity() -> None:
+    service = find(template({"gateway": {"enabled": True}}), "Service", "vpipe-gateway")
+    assert service["spec"]["sessionAffinity"] == "None"
+    sticky = template({"gateway": {"enabled": True, "service": {"sessionAffinity": "ClientIP"}}})
+    assert find(sticky, "Service", "vpipe-gateway")["spec"]["sessionAffinity"] == "ClientIP"
+    assert "sessionAffinity" in template_error(
+        {"gateway": {"enabled": True, "service": {"sessionAffinity": "Cookie"}}})
+
+
 def test_gateway_without_hpa_has_replicas() -> None:
     docs = template({"gateway": {"enabled": True, "replicas": 3}})
     assert find(docs, "Deployment", "vpipe-gateway")["spec"]["replicas"] == 3
