@@ -70,14 +70,15 @@ def setup(config_dir: Path, upstreams: tuple[FakeUpstream, str, FakeUpstream, st
     return Setup(config_dir, upstreams[1], upstreams[3])
 
 
-async def turn(client: AsyncOpenAI, text: str, **params: Any) -> tuple[str, str]:
+async def turn(client: AsyncOpenAI, text: str, speakers: dict[str, str] = ANSWERED_BY,
+               **params: Any) -> tuple[str, str]:
     """(version header, response id) of one Responses turn; checks the text came from the
-    upstream the header names."""
+    upstream the header names (`speakers`: upstream name -> version)."""
     raw = await client.responses.with_raw_response.create(model="m", input=text, **params)
     response = raw.parse()
     version = raw.headers["x-vpipe-version"]
     speaker = response.output_text.split(" ")[0]
-    assert ANSWERED_BY[speaker] == version, response.output_text
+    assert speakers[speaker] == version, response.output_text
     return version, response.id
 
 
@@ -232,3 +233,26 @@ async def test_shadow_does_not_copy_thread_turns(
         assert 'vpipe_shadow_requests_total{result="skipped",route="resp"} 2.0' in text
         assert 'vpipe_shadow_requests_total{result="sent",route="resp"} 1.0' in text
         assert [seen.body["input"] for seen in beta.requests] == ["opening"]
+
+
+async def test_pins_follow_pipelines_when_the_canary_becomes_stable(
+        setup: Setup, config_dir: Path, client: AsyncOpenAI) -> None:
+    """Finishing a promote in Git (spec.pipeline: the canary) then starting the next canary:
+    the promoted pipeline's threads are V1's now and stay there, not on the new canary."""
+    gamma = FakeUpstream(name="gamma", stores_responses=True)
+    setup.write(50)
+    async with running_upstream(gamma) as gamma_url, running_proxy(config_dir) as server:
+        c = at(client, server)
+        started = [await turn(c, f"thread {n}") for n in range(20)]
+        on_beta = [rid for version, rid in started if version == "v2"]
+        assert on_beta
+        revision = server.reloader.current.revision  # type: ignore[union-attr]
+        write_resources(config_dir, [
+            responses_pipeline("v2", setup.beta_url), responses_pipeline("v3", gamma_url),
+            route("resp", ["*"], "v2", canary={"pipeline": "v3", "weight": 90})])
+        while server.reloader.current.revision == revision:  # type: ignore[union-attr]
+            await asyncio.sleep(0.02)
+        now = {"beta": "v1", "gamma": "v2"}  # beta serves the stable pipeline now
+        for rid in on_beta:
+            assert (await turn(c, "after", now, previous_response_id=rid))[0] == "v1"
+        assert (await turn(c, "a new thread", now, user="u-1"))[0] == "v2"

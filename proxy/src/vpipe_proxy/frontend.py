@@ -229,9 +229,9 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         status = reply.status
         if status == 200:
             if thread is not None and thread[0] == CONVERSATION:
-                state.threads.pin(route.name, thread, version)
+                state.threads.pin(route.name, thread, pipeline)
             elif version == V2 and protocol == OPENAI_RESPONSES.protocol and reply.body:
-                _pin_response(state, route.name, response_id(reply.body))
+                _pin_response(state, route.name, response_id(reply.body), pipeline)
         if reply.chunks is not None:
             tap = V1Stream(started) if copy is not None else None
             sniffer = (ResponseIdSniffer() if version == V2 and status == 200
@@ -283,11 +283,13 @@ def _assign(route: CompiledRoute, body: dict[str, Any], headers: Mapping[str, st
                 raise bad_request(f"header {VERSION_HEADER} must be v1 or v2, got {forced!r}.")
             return forced, False, thread
     if thread is not None and canary.mode == "split":
-        pinned = state.threads.get(route.name, thread)
-        if pinned is None and thread[0] == RESPONSE:
-            pinned = V1  # a response this proxy did not serve from V2 began on the stable one
-        if pinned is not None:
-            return pinned_version(pinned, canary.weight), False, thread
+        pinned = state.threads.get(route.name, thread)  # the pipeline that answered it
+        # A response this proxy did not serve from the canary began on the stable pipeline; so
+        # did a thread whose pipeline is no longer this route's canary (a new canary, or the
+        # promoted one made stable in Git).
+        if pinned is not None or thread[0] == RESPONSE:
+            on = V2 if pinned == canary.pipeline else V1
+            return pinned_version(on, canary.weight), False, thread
         key = client_key(body, headers, canary.stickiness_header) or (
             b"t:" + thread[1].encode())
     elif canary.weight == 0:
@@ -299,10 +301,11 @@ def _assign(route: CompiledRoute, body: dict[str, Any], headers: Mapping[str, st
     return (V1, True, thread) if canary.mode == "shadow" else (V2, False, thread)
 
 
-def _pin_response(state: ProxyState, route: str, rid: str | None) -> None:
-    """Remember that V2 answered response `rid`, so turns naming it stay on V2."""
+def _pin_response(state: ProxyState, route: str, rid: str | None, pipeline: str) -> None:
+    """Remember that the canary `pipeline` answered response `rid`, so turns naming it stay
+    there."""
     if rid is not None:
-        state.threads.pin(route, (RESPONSE, rid), V2)
+        state.threads.pin(route, (RESPONSE, rid), pipeline)
 
 
 def _headers(reply: Reply, route: str, pipeline: str, version: str) -> dict[str, str]:
@@ -339,7 +342,7 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
                     first = False
                 if sniffer is not None and sniffer.feed(chunk) is not None:
                     # Pinned before the client can see the id and name it in its next turn.
-                    _pin_response(state, route.name, sniffer.found)
+                    _pin_response(state, route.name, sniffer.found, pipeline)
                 await response.write(chunk)
                 if tap is not None:
                     tap.chunks.append(chunk)

@@ -1,18 +1,20 @@
-"""Responses-API threads keep the version that answered them, whatever the weight does.
+"""Responses-API threads keep the pipeline that answered them, whatever the weight does.
 
 A `previous_response_id` chain or a `conversation` names state kept on the provider's servers:
-sent to the other version's provider, the next turn would not be found there. Hashing the
+sent to another pipeline's provider, the next turn would not be found there. Hashing the
 conversation's opening cannot keep such a thread together (each turn carries only its new
-input), so the proxy remembers, per route, which version answered each response id and
+input), so the proxy remembers, per route, which pipeline answered each response id and
 conversation id it served, in a bounded LRU (`VPIPE_THREAD_PINS` entries; ~170 bytes each).
 
-Rules (`frontend._assign`, `splitter.pinned_version`): a pinned thread stays on its version
-while that version takes a share of the route (weight 0 after an abort sends it to V1, weight
-100 after a promote to V2). A `previous_response_id` the proxy never served from V2 (one from
-before the canary, another replica's, or one forgotten by a restart) is taken to live on the
-stable pipeline, where every thread began before the canary; so only V2's replies are pinned.
-A `conversation` is pinned on every route, canary or not, and a new one is assigned like any
-other key.
+Rules (`frontend._assign`, `splitter.pinned_version`): a thread pinned to the route's canary
+stays on V2 while the canary takes a share (weight 0 after an abort sends it to V1); any other
+thread stays on V1 while V1 takes a share (weight 100 sends it to V2). Pipelines, not versions,
+are pinned: once a promoted canary becomes the stable pipeline in Git, its threads are V1's, and
+a later canary does not inherit them. A `previous_response_id` the proxy never served from the
+canary (one from before it, another replica's, or one forgotten by a restart) is taken to live
+on the stable pipeline, where every thread began before the canary; so only the canary's
+replies are pinned. A `conversation` is pinned on every route, canary or not, and a new one is
+assigned like any other key.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def response_id(body: bytes) -> str | None:
 
 
 class ThreadPins:
-    """Which version answered each thread of each route, least recently used dropped first."""
+    """Which pipeline answered each thread of each route, least recently used dropped first."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -67,16 +69,16 @@ class ThreadPins:
 
     def get(self, route: str, thread: Thread) -> str | None:
         key = (route, *thread)
-        version = self._pins.get(key)
-        if version is not None:
+        pipeline = self._pins.get(key)
+        if pipeline is not None:
             self._pins.move_to_end(key)
-        return version
+        return pipeline
 
-    def pin(self, route: str, thread: Thread, version: str) -> None:
+    def pin(self, route: str, thread: Thread, pipeline: str) -> None:
         if self.limit == 0:
             return
         key = (route, *thread)
-        self._pins[key] = version
+        self._pins[key] = pipeline
         self._pins.move_to_end(key)
         if len(self._pins) > self.limit:
             self._pins.popitem(last=False)
