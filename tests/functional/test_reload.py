@@ -18,7 +18,13 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support.proxy import pipeline, route, running_proxy, write_resources
+from tests.support.proxy import (
+    pipeline,
+    route,
+    running_proxy,
+    wait_for_revision,
+    write_resources,
+)
 from vpipe_api.loading import parse_resources
 from vpipe_api.render import render
 from vpipe_proxy.server import ProxyServer
@@ -26,16 +32,6 @@ from vpipe_proxy.settings import Settings
 from vpipe_proxy.sources import DocumentFileSource
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
-
-
-async def wait_for_revision(server: ProxyServer, old: str | None, timeout: float = 5) -> str:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        current = server.reloader.current
-        if current is not None and current.revision != old:
-            return current.revision
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"revision stayed {old}")
 
 
 async def wait_for_attempts(server: ProxyServer, attempts: int, timeout: float = 5) -> None:

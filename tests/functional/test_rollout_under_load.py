@@ -23,7 +23,14 @@ from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.proxy import pipeline, route, running_proxy, running_upstream, write_resources
+from tests.support.proxy import (
+    pipeline,
+    route,
+    running_proxy,
+    running_upstream,
+    wait_for_revision,
+    write_resources,
+)
 from vpipe_proxy.server import ProxyServer
 
 STREAM_MODEL = "pause-0.15"  # one chunk, a pause, the rest: each stream spans config changes
@@ -58,10 +65,7 @@ async def serve(server: ProxyServer, config_dir: Path, docs: list[dict[str, Any]
     assert server.reloader.current is not None
     revision = server.reloader.current.revision
     write_resources(config_dir, docs)
-    deadline = asyncio.get_running_loop().time() + 5
-    while server.reloader.current.revision == revision:
-        assert asyncio.get_running_loop().time() < deadline, "the proxy did not reload"
-        await asyncio.sleep(0.01)
+    await wait_for_revision(server, revision)
 
 
 async def chat_whole(openai: AsyncOpenAI, marker: str) -> Answer:

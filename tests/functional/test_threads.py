@@ -22,7 +22,14 @@ import pytest
 from openai import AsyncOpenAI
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.proxy import pipeline, route, running_proxy, running_upstream, write_resources
+from tests.support.proxy import (
+    pipeline,
+    route,
+    running_proxy,
+    running_upstream,
+    wait_for_revision,
+    write_resources,
+)
 from vpipe_proxy.server import ProxyServer
 
 ANSWERED_BY = {"alpha": "v1", "beta": "v2"}
@@ -58,10 +65,7 @@ class Setup:
         assert server.reloader.current is not None
         revision = server.reloader.current.revision
         self.write(weight)
-        deadline = asyncio.get_running_loop().time() + 5
-        while server.reloader.current.revision == revision:
-            assert asyncio.get_running_loop().time() < deadline, "the proxy did not reload"
-            await asyncio.sleep(0.02)
+        await wait_for_revision(server, revision)
         assert server.reloader.status.failures == 0
 
 
@@ -250,8 +254,7 @@ async def test_pins_follow_pipelines_when_the_canary_becomes_stable(
         write_resources(config_dir, [
             responses_pipeline("v2", setup.beta_url), responses_pipeline("v3", gamma_url),
             route("resp", ["*"], "v2", canary={"pipeline": "v3", "weight": 90})])
-        while server.reloader.current.revision == revision:  # type: ignore[union-attr]
-            await asyncio.sleep(0.02)
+        await wait_for_revision(server, revision)
         now = {"beta": "v1", "gamma": "v2"}  # beta serves the stable pipeline now
         for rid in on_beta:
             assert (await turn(c, "after", now, previous_response_id=rid))[0] == "v1"

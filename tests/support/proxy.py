@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Mapping
@@ -78,3 +79,14 @@ async def running_proxy(
         yield server
     finally:
         await server.stop()
+
+
+async def wait_for_revision(server: ProxyServer, old: str | None, timeout: float = 5) -> str:
+    """Wait until the proxy serves a revision other than `old`; return it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        current = server.reloader.current
+        if current is not None and current.revision != old:
+            return current.revision
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"revision stayed {old}")
