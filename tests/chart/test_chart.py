@@ -2,8 +2,8 @@
 
 Aspects tested:
 - `helm lint --strict` and `helm template` for several value combinations (defaults; gateway
-  + HPA + ServiceMonitor; cert-manager; peering over listed namespaces; no webhook), at the
-  oldest supported Kubernetes version too;
+  + HPA + ServiceMonitor; cert-manager; peering over listed namespaces; no webhook; sidecar
+  PodMonitor + Grafana dashboard), at the oldest supported Kubernetes version too;
 - every rendered manifest is valid for the Kubernetes OpenAPI schemas (`kubernetes-validate`,
   strict: unknown fields fail), and the custom kinds (cert-manager, Prometheus Operator, kopf
   peering) carry their essentials;
@@ -38,9 +38,11 @@ GATEWAY = {"gateway": {"enabled": True, "secrets": ["deepseek", "team.glm"],
 CERT_MANAGER = {"certManager": {"enabled": True}}
 PEERING = {"operator": {"replicas": 2, "namespaces": ["team-a", "team-b"]}}
 NO_WEBHOOK = {"webhook": {"enabled": False}, "crds": {"install": False}}
+MONITORING = {"podMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}}
 COMBINATIONS: dict[str, dict[str, Any]] = {"defaults": {}, "gateway": GATEWAY, "cert-manager": CERT_MANAGER,
-                "peering": PEERING, "no-webhook": NO_WEBHOOK}
-CUSTOM_KINDS = {"Certificate", "Issuer", "ServiceMonitor", "ClusterKopfPeering", "KopfPeering"}
+                "peering": PEERING, "no-webhook": NO_WEBHOOK, "monitoring": MONITORING}
+CUSTOM_KINDS = {"Certificate", "Issuer", "ServiceMonitor", "PodMonitor", "ClusterKopfPeering",
+                "KopfPeering"}
 KUBE_VERSIONS = ("1.27.0", "1.37.0")  # Chart.yaml's kubeVersion floor, and the newest schemas
 
 
@@ -91,7 +93,7 @@ def test_manifests_are_valid_kubernetes_objects(name: str) -> None:
 
 
 def test_namespaced_objects_are_in_the_release_namespace() -> None:
-    for doc in template(GATEWAY | CERT_MANAGER):
+    for doc in template(GATEWAY | CERT_MANAGER | MONITORING):
         if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                                "MutatingWebhookConfiguration"):
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
