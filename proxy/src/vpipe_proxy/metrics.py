@@ -138,8 +138,8 @@ class _ThreadPinsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
-            "vpipe_thread_pins", "Responses threads whose version this proxy remembers "
-            f"(at most VPIPE_THREAD_PINS, here {self._pins.limit}).", value=len(self._pins))
+            "vpipe_thread_pins", "Responses threads whose answering pipeline this proxy "
+            f"remembers (at most VPIPE_THREAD_PINS, here {self._pins.limit}).", value=len(self._pins))
         yield CounterMetricFamily(
             "vpipe_thread_pins_evicted", "Thread pins forgotten to make room (least recently "
             "used first); a steady rise means VPIPE_THREAD_PINS is too small.",

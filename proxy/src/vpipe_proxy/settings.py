@@ -50,9 +50,9 @@ class Settings:
     """Put answer texts in the diff log (VPIPE_SHADOW_LOG_CONTENTS); off: lengths only."""
     thread_pins: int = 20_000
     """Responses-API threads (`previous_response_id` chains answered by a canary, and
-    `conversation` ids) whose version the proxy remembers, so a thread never moves to a provider
-    that does not hold it (VPIPE_THREAD_PINS); least recently used forgotten first, ~170 bytes
-    each; 0 turns pinning off."""
+    `conversation` ids) whose answering pipeline the proxy remembers, so a thread never moves to
+    a provider that does not hold it (VPIPE_THREAD_PINS); least recently used forgotten first,
+    ~170 bytes each; 0 turns pinning off."""
     wait_for_config: bool = False
     """Start and stay unready (503) until a first valid config arrives, instead of exiting
     (VPIPE_WAIT_FOR_CONFIG). `serve --config-dir/--kubernetes` turn it on: in a pod the
