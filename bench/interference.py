@@ -73,3 +73,27 @@ class Interference:
 
     def noisy(self, threshold: float = 5.0) -> dict[str, float]:
         return {name: pct for name, pct in self.sections.items() if pct > threshold}
+
+
+def _tree(root: int, stats: dict[int, tuple[int, int]]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and every live descendant (e.g. nginx's master and its workers)."""
+    return _tree(root, _stats())
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by `root` and every live descendant."""
+    stats = _stats()
+    return sum(stats[pid][1] for pid in _tree(root, stats)) / _TICK
