@@ -9,6 +9,7 @@ in the same run on the same core:
 - added latency at 500 req/s (open loop) over direct, vpipe's next to nginx's;
 - added time to first streamed event with 1 and 10 concurrent streams;
 - syscalls per request (`strace -c -f` attached over a fixed request count), by kind;
+- Python function calls per request through vpipe (`count_calls.py`);
 - absolute req/s, named with the machine, after the ratios.
 
 Layout as in `run.py`: proxy under test (vpipe or nginx, never both at once under load) on core
@@ -179,6 +180,38 @@ async def syscalls(targets: Targets, requests: int) -> dict[str, dict[str, float
     return out
 
 
+async def calls_per_request(resources: Path, workdir: Path, core: int | None,
+                            requests: int) -> dict[str, float]:
+    """Python function calls (and C calls from Python) per non-streamed request through vpipe,
+    counted by a profile hook in a separate proxy process (`count_calls.py`)."""
+    counts = workdir / "calls.json"
+    proxy = ProxyProcess(resources, core, workdir / "calls-proxy.log",
+                         launcher=[sys.executable, str(Path(__file__).with_name("count_calls.py")),
+                                   str(counts)])
+
+    async def snapshot() -> dict[str, int]:
+        counts.unlink(missing_ok=True)
+        proxy.proc.send_signal(signal.SIGUSR1)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if counts.exists() and counts.stat().st_size:
+                return dict(json.loads(counts.read_text()))
+        raise RuntimeError("the counting proxy wrote no snapshot")
+
+    try:
+        await proxy.ready()
+        request = post_request(HOST, proxy.port, PATH, chat_body())
+        await closed_loop(HOST, proxy.port, request, 8, total=500)  # lazy imports, pools
+        before = await snapshot()
+        result = await closed_loop(HOST, proxy.port, request, 8, total=requests)
+        after = await snapshot()
+    finally:
+        proxy.stop()
+    n = max(result.completed, 1)
+    return {"python": (after["call"] - before["call"]) / n,
+            "c": (after["c_call"] - before["c_call"]) / n, "requests": float(n)}
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -251,6 +284,13 @@ def report(results: dict[str, Any]) -> str:
                            ["counts include both sides of the proxy (client and upstream)"]))
     elif sys_:
         parts.append(f"\n== Syscalls: skipped: {sys_}")
+    calls = results.get("calls")
+    if calls:
+        parts.append(table(f"Function calls per non-streamed request through vpipe "
+                           f"({int(calls['requests'])} requests, profile hook)",
+                           ["Python functions", "C functions called from Python"],
+                           [[calls["python"], calls["c"]]],
+                           ["the same on every machine for the same code and inputs"]))
     return "\n".join(parts)
 
 
@@ -286,6 +326,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 results["ttft_10"] = await concurrent_streams(targets, streams=10,
                                                               duration=args.duration, rounds=2)
             results["syscalls"] = await syscalls(targets, args.requests)
+            results["calls"] = await calls_per_request(Path(work) / "resources", Path(work),
+                                                       cores.proxy, min(args.requests, 2000))
         finally:
             if proxy is not None:
                 proxy.stop()

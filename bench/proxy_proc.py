@@ -49,15 +49,17 @@ def rss_kib(pid: int) -> int:
 
 class ProxyProcess:
     """`vpipe serve -f DIR` (or `--config-dir DIR` when `configmap`) on free ports, pinned to
-    `core`; its output goes to `log_path`."""
+    `core`; its output goes to `log_path`. `launcher` replaces the `vpipe` command (e.g. a
+    wrapper that counts calls)."""
 
     def __init__(self, source_dir: Path, core: int | None, log_path: Path,
-                 env: dict[str, str] | None = None, *, configmap: bool = False) -> None:
+                 env: dict[str, str] | None = None, *, configmap: bool = False,
+                 launcher: list[str] | None = None) -> None:
         self.port = free_port()
         self.admin_port = free_port()
         source = ["--config-dir" if configmap else "-f", str(source_dir)]
         command, preexec = pinned_command(
-            [vpipe_executable(), "serve", *source, "--port", str(self.port),
+            [*(launcher or [vpipe_executable()]), "serve", *source, "--port", str(self.port),
              "--admin-port", str(self.admin_port)], core)
         environ = {**os.environ, **(env or {})}
         self.log_path = log_path
