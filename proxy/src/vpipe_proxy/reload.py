@@ -1,7 +1,9 @@
 """Atomic reload: load -> validate -> build and warm -> swap one reference -> drain the old.
 
 A config that fails at any step is rejected and the last good runtime keeps serving; the
-rejection is logged, counted and shown on /readyz. Requests in flight finish on the runtime
+rejection is logged, counted and shown on /readyz. Any exception while loading counts as a
+rejection, not only the project's own: an unexpected one is logged with its traceback, and the
+watcher carries on. Requests in flight finish on the runtime
 they started on; its instances that the new config no longer uses close after it drains.
 """
 
@@ -21,6 +23,7 @@ from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.pool import InstancePool
 from vpipe_proxy.runtime import Runtime
 from vpipe_proxy.sources import ConfigSource, Fingerprint
+from vpipe_proxy.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +62,12 @@ class Reloader:
     source: ConfigSource
     pool: InstancePool
     metrics: Metrics
+    supervisor: Supervisor
     drain_timeout: float = 600.0
     current: Runtime | None = None
     status: ReloadStatus = field(default_factory=ReloadStatus)
     _fingerprint: Fingerprint | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _draining: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def reload(self) -> bool:
         """Load the source now; True when a new runtime was swapped in."""
@@ -84,10 +87,14 @@ class Reloader:
                 return False
             runtime = await self.pool.build(document)
         except (VpipeApiError, VpipeProxyError) as e:
-            self._record(False, None, str(e), started)
-            log.error("config from %s rejected, keeping revision %s: %s",
-                      self.source.description,
-                      self.current.revision if self.current else "none", e)
+            self._reject(str(e), started)
+            return False
+        except Exception as e:  # whatever a config makes raise, it is a rejection
+            # A bug or a resource limit (EMFILE, MemoryError's cousins) rather than a bad config:
+            # the traceback is logged for whoever fixes it, the message names the exception.
+            log.error("loading config from %s raised unexpectedly", self.source.description,
+                      exc_info=e)
+            self._reject(f"unexpected {type(e).__name__} while loading: {e}", started)
             return False
         old, self.current = self.current, runtime
         self.metrics.config_loaded(runtime.revision, len(self.pool.live))
@@ -98,10 +105,13 @@ class Reloader:
         if old is None:
             settle_heap()
         else:
-            task = asyncio.create_task(self._retire(old))
-            self._draining.add(task)
-            task.add_done_callback(self._draining.discard)
+            self.supervisor.run_once("retire-config", self._retire(old))
         return True
+
+    def _reject(self, error: str, started: float) -> None:
+        self._record(False, None, error, started)
+        log.error("config from %s rejected, keeping revision %s: %s", self.source.description,
+                  self.current.revision if self.current else "none", error)
 
     def _record(self, ok: bool, revision: str | None, error: str | None, started: float) -> None:
         self.status.ok = ok
@@ -137,16 +147,13 @@ class Reloader:
                 told.clear()
             try:
                 changed = self.source.fingerprint() != self._fingerprint
-            except OSError as e:
+            except OSError as e:  # e.g. EMFILE: say so, and look again next interval
                 log.warning("cannot check %s: %s", self.source.description, e)
                 continue
             if changed:
                 await self.reload()
 
     async def close(self) -> None:
+        """Close the source and every instance (the supervisor has stopped the tasks)."""
         await self.source.close()
-        for task in list(self._draining):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         await self.pool.close()
