@@ -1,7 +1,14 @@
 """Model-name patterns: exact names, globs and `re:` regular expressions.
 
 Shared by validation (which reports bad patterns) and the proxy's router (which compiles them
-once per config). Matching is case-sensitive and always against the whole model name.
+once per config), so a pattern that validates is one the router builds. Matching is
+case-sensitive and always against the whole model name.
+
+Regexes use RE2 (`google-re2`): matching takes time linear in the model name whatever the
+pattern, so a Route cannot make the router backtrack for seconds on a crafted model name.
+RE2 has no back-references or look-around; a pattern using them is rejected at validation.
+Patterns are at most MAX_PATTERN_LENGTH characters and each compiled regex at most
+RE2_MAX_MEMORY bytes.
 """
 
 from __future__ import annotations
@@ -10,14 +17,24 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Final, Literal, Protocol
+
+import re2
 
 REGEX_PREFIX = "re:"
+MAX_PATTERN_LENGTH: Final = 512
+RE2_MAX_MEMORY: Final = 1 << 20  # per compiled regex; RE2's default is 8 MiB
 _GLOB_CHARS = frozenset("*?[")
 
 
 class PatternError(ValueError):
     """A model pattern that cannot be compiled; the message says why and how to write it."""
+
+
+class Matcher(Protocol):
+    """What a compiled glob (Python `re`) or regex (RE2) offers the router."""
+
+    def fullmatch(self, string: str) -> object | None: ...
 
 
 @dataclass(frozen=True)
@@ -26,7 +43,7 @@ class ModelPattern:
 
     source: str
     kind: Literal["exact", "glob", "regex"]
-    regex: re.Pattern[str] | None  # None for exact names
+    regex: Matcher | None  # None for exact names
 
     def matches(self, model: str) -> bool:
         if self.regex is None:
@@ -53,16 +70,16 @@ def compile_pattern(source: str) -> ModelPattern:
             f"model pattern {source!r} is empty or has surrounding spaces; write the model name, "
             "a glob like 'gpt-4*', or 're:<regex>'"
         )
+    if len(source) > MAX_PATTERN_LENGTH:
+        raise PatternError(
+            f"model pattern {source[:40]!r}... is {len(source)} characters long; at most "
+            f"{MAX_PATTERN_LENGTH}: split it into several patterns"
+        )
     if source.startswith(REGEX_PREFIX):
         expression = source[len(REGEX_PREFIX):]
         if not expression:
             raise PatternError("model pattern 're:' has no regular expression after the prefix")
-        try:
-            return ModelPattern(source, "regex", re.compile(expression))
-        except re.error as e:
-            raise PatternError(
-                f"model pattern {source!r} is not a valid regular expression: {e}"
-            ) from e
+        return ModelPattern(source, "regex", _compile_re2(source, expression))
     if not _GLOB_CHARS.intersection(source):
         return ModelPattern(source, "exact", None)
     if _has_unclosed_class(source):
@@ -71,6 +88,30 @@ def compile_pattern(source: str) -> ModelPattern:
             "'re:' for a regular expression"
         )
     return ModelPattern(source, "glob", re.compile(fnmatch.translate(source)))
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.max_mem = RE2_MAX_MEMORY
+    options.log_errors = False  # the error comes back as an exception; no stderr noise
+    return options
+
+
+_RE2_OPTIONS: Final = _re2_options()
+
+
+def _compile_re2(source: str, expression: str) -> Matcher:
+    try:
+        compiled: Matcher = re2.compile(expression, _RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0].decode("utf-8", "replace") if e.args and isinstance(
+            e.args[0], bytes) else str(e)
+        raise PatternError(
+            f"model pattern {source!r} is not a valid regular expression in RE2 syntax "
+            f"({reason}); RE2 has no back-references or look-around, and bounds repetitions "
+            "to 1000"
+        ) from e
+    return compiled
 
 
 def may_overlap(a: ModelPattern, b: ModelPattern) -> bool:
