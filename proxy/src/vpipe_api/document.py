@@ -152,6 +152,14 @@ def parse_document(raw: bytes | str) -> ConfigDocument:
             f"config document revision {document.revision!r} does not match its content "
             f"({document.content_revision()!r}); it was edited by hand: render it again"
         )
+    for key, instance in document.instances.items():
+        # The proxy reuses a live instance by key: a key that does not hash its config would
+        # keep an old instance serving a config nobody built or checked.
+        if instance_key(instance.type, instance.config) != key:
+            raise DocumentError(
+                f"config document instance {key!r} does not match its config (the key is a hash "
+                "of it); it was edited by hand: render it again"
+            )
     for name, pipeline in document.pipelines.items():
         for module in pipeline.modules:
             if module.instance not in document.instances:

@@ -54,7 +54,7 @@ def resolve_provider(
         bad("baseUrl", f"family '{family.name}' has no default endpoint; set baseUrl "
             "(e.g. https://HOST/v1)")
     else:
-        problem = _url_problem(base_url)
+        problem = base_url_problem(base_url)
         if problem:
             bad("baseUrl", problem)
         else:
@@ -97,6 +97,18 @@ def resolve_provider(
     return config, []
 
 
+def provider_config_problems(config: ProviderConfig) -> list[tuple[str, str]]:
+    """(field, problem) for what a resolved provider config cannot be sent as: its base URL and
+    extra headers. The proxy checks a loaded document with it, as validation checked the spec."""
+    problems = []
+    if config.base_url is not None and (problem := base_url_problem(config.base_url)):
+        problems.append(("baseUrl", problem))
+    for name, value in config.headers.items():
+        if problem := header_problem(name, value):
+            problems.append((f"headers.{name[:64]}", problem))
+    return problems
+
+
 def header_problem(name: str, value: str) -> str | None:
     """Why an extra header cannot be sent as written, or None."""
     if not _HEADER_NAME.fullmatch(name):
@@ -108,9 +120,9 @@ def header_problem(name: str, value: str) -> str | None:
     return None
 
 
-def _url_problem(url: str) -> str | None:
-    """What is wrong with an upstream base URL, or None. The same rules the proxy's upstream
-    client applies when it is built, so a URL that passes here is one it accepts."""
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with an upstream base URL, or None. Validation and the proxy's loader both
+    apply it, and it is at least as strict as the upstream client's own parsing."""
     if len(url) > MAX_URL_LENGTH or not _VISIBLE_ASCII.fullmatch(url):
         return (f"{url[:80]!r} must be at most {MAX_URL_LENGTH} visible ASCII characters (no "
                 "spaces or line breaks; percent-encode the path, punycode the host)")

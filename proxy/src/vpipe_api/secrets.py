@@ -26,7 +26,7 @@ _HEADER_SAFE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # visible ASCII, i
 
 def secret_name_problem(name: str) -> str | None:
     """Why `name` is not a Secret name, or None."""
-    if not name or len(name) > MAX_NAME_LENGTH or not _NAME.match(name):
+    if not name or len(name) > MAX_NAME_LENGTH or not _NAME.fullmatch(name):
         return (f"{name[:80]!r} is not a Secret name: lower-case letters, digits, '-' and '.', "
                 f"starting and ending with a letter or digit, at most {MAX_NAME_LENGTH} characters")
     return None
@@ -34,7 +34,7 @@ def secret_name_problem(name: str) -> str | None:
 
 def secret_key_problem(key: str) -> str | None:
     """Why `key` is not a Secret data key, or None. A key is never a path."""
-    if len(key) > MAX_NAME_LENGTH or not _KEY.match(key):
+    if len(key) > MAX_NAME_LENGTH or not _KEY.fullmatch(key):
         return (f"{key[:80]!r} is not a Secret key: letters, digits, '-', '_' and '.' only (no "
                 f"'/'), not '.' or '..', at most {MAX_NAME_LENGTH} characters")
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import time
@@ -35,6 +36,22 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+
+
+def caused_by_exhaustion(error: BaseException) -> bool:
+    """Whether `error`, or an exception it was raised from, is the process running out of file
+    descriptors or memory: worth another try once they are back, unlike a bad config."""
+    seen: BaseException | None = error
+    for _ in range(10):  # cause chains are short; a cycle must not loop forever
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in _EXHAUSTED:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass
@@ -76,9 +93,9 @@ class Reloader:
 
     async def _reload(self) -> bool:
         started = time.perf_counter()
-        self._fingerprint = self.source.fingerprint()
         self.status.attempts += 1
         try:
+            self._fingerprint = self.source.fingerprint()
             # Parsing and rendering 1,000 Routes takes ~100 ms of CPU: in a thread, the event
             # loop keeps getting the GIL every few ms and requests in flight keep moving.
             document = await asyncio.to_thread(self.source.load)
@@ -87,14 +104,14 @@ class Reloader:
                 return False
             runtime = await self.pool.build(document)
         except (VpipeApiError, VpipeProxyError) as e:
-            self._reject(str(e), started)
+            self._reject(e, str(e), started)
             return False
         except Exception as e:  # whatever a config makes raise, it is a rejection
-            # A bug or a resource limit (EMFILE, MemoryError's cousins) rather than a bad config:
-            # the traceback is logged for whoever fixes it, the message names the exception.
+            # A bug or a resource limit rather than a bad config: the traceback is logged for
+            # whoever fixes it, the message names the exception.
             log.error("loading config from %s raised unexpectedly", self.source.description,
                       exc_info=e)
-            self._reject(f"unexpected {type(e).__name__} while loading: {e}", started)
+            self._reject(e, f"unexpected {type(e).__name__} while loading: {e}", started)
             return False
         old, self.current = self.current, runtime
         self.metrics.config_loaded(runtime.revision, len(self.pool.live))
@@ -108,10 +125,14 @@ class Reloader:
             self.supervisor.run_once("retire-config", self._retire(old))
         return True
 
-    def _reject(self, error: str, started: float) -> None:
+    def _reject(self, cause: Exception, error: str, started: float) -> None:
         self._record(False, None, error, started)
         log.error("config from %s rejected, keeping revision %s: %s", self.source.description,
                   self.current.revision if self.current else "none", error)
+        if caused_by_exhaustion(cause):
+            # Out of file descriptors: the source may never change again, so forget its
+            # fingerprint and try again at the next poll.
+            self._fingerprint = None
 
     def _record(self, ok: bool, revision: str | None, error: str | None, started: float) -> None:
         self.status.ok = ok
