@@ -371,7 +371,7 @@ def test_gateway_drains_before_it_is_killed(grace: int) -> None:
     pod = find(docs, "Deployment", "vpipe-gateway")["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == grace
     timeout = int(env(pod["containers"][0])["VPIPE_SHUTDOWN_TIMEOUT"])
-    assert 0 < timeout and timeout + 5 <= grace
+    assert timeout > 0 and timeout + 5 <= grace
 
 
 def test_gateway_session_affinity() -> None:
