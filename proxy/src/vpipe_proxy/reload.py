@@ -3,8 +3,8 @@
 A config that fails at any step is rejected and the last good runtime keeps serving; the
 rejection is logged, counted and shown on /readyz. Any exception while loading counts as a
 rejection, not only the project's own: an unexpected one is logged with its traceback, and the
-watcher carries on. Requests in flight finish on the runtime
-they started on; its instances that the new config no longer uses close after it drains.
+watcher carries on. Requests in flight finish on the runtime they started on; its instances
+that the new config no longer uses close after it drains.
 """
 
 from __future__ import annotations
