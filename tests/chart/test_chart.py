@@ -363,6 +363,17 @@ def test_gateway_with_hpa_and_service_monitor() -> None:
     assert find(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
+@pytest.mark.parametrize("grace", [6, 60, 300])
+def test_gateway_drains_before_it_is_killed(grace: int) -> None:
+    """VPIPE_SHUTDOWN_TIMEOUT bounds the proxy's whole drain, and the chart derives it from
+    terminationGracePeriodSeconds so the drain ends 5 s before the kubelet's SIGKILL."""
+    docs = template({"gateway": {"enabled": True, "terminationGracePeriodSeconds": grace}})
+    pod = find(docs, "Deployment", "vpipe-gateway")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == grace
+    timeout = int(env(pod["containers"][0])["VPIPE_SHUTDOWN_TIMEOUT"])
+    assert timeout > 0 and timeout + 5 <= grace
+
+
 def test_gateway_session_affinity() -> None:
     service = find(template({"gateway": {"enabled": True}}), "Service", "vpipe-gateway")
     assert service["spec"]["sessionAffinity"] == "None"

@@ -3,7 +3,8 @@
 Aspects: /healthz and /readyz answers; /metrics counts requests by route, pipeline, module and
 status and records stream first-chunk times; /debug/config shows the loaded document with
 references only; /debug/explain says which route takes a request and why the others did not;
-/debug/instances lists live instances with health.
+/debug/instances lists live instances with health and their pools' figures as of the request;
+/readyz and /debug/config show the background tasks' failures.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import aiohttp
 import openai
+import orjson
 import pytest
 from openai import AsyncOpenAI
 
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import pipeline, route, running_proxy, write_resources
 from vpipe_proxy.server import ProxyServer
 
@@ -29,7 +32,8 @@ async def proxy(config_dir: Path, upstream_url: str) -> AsyncIterator[ProxyServe
         pipeline("mock-v1", {"family": "mock"}),
         pipeline("fake-v1", {"family": "openai-compatible", "baseUrl": upstream_url,
                              "credentials": {"secretRef": {"name": "fake", "key": "token"}},
-                             "headers": {"x-custom-token-id": "not-secret-but-redacted"}}),
+                             "headers": {"x-custom-token-id": "not-secret-but-redacted"},
+                             "modelMap": {"fake-hold": "hold"}}),
         route("mock", ["mock-*"], "mock-v1", priority=5),
         route("fake", ["fake-*"], "fake-v1"),
     ])
@@ -94,3 +98,35 @@ async def test_debug_instances(proxy: ProxyServer) -> None:
     assert status == 200
     assert "MockProvider" in text and "HTTPProvider" in text
     assert SECRET not in text
+
+
+async def test_debug_instances_shows_live_pool_figures(proxy: ProxyServer,
+                                                       fake: FakeUpstream) -> None:
+    """The figures are read when asked, not frozen when the instance started."""
+
+    def fake_pool(text: str) -> dict[str, int]:
+        (entry,) = [v for v in orjson.loads(text).values() if v["type"] == "HTTPProvider"]
+        pool: dict[str, int] = entry["pool"]
+        return pool
+
+    before = fake_pool((await get(proxy, "/debug/instances"))[1])
+    async with AsyncOpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="fake-hold", messages=[{"role": "user", "content": "x"}], stream=True)
+        await fake.holding.wait()
+        during = fake_pool((await get(proxy, "/debug/instances"))[1])
+        fake.release.set()
+        async for _ in stream:
+            pass
+    after = fake_pool((await get(proxy, "/debug/instances"))[1])
+    assert during["in_use"] == before["in_use"] + 1
+    assert after["in_use"] == before["in_use"] and after["idle"] >= 1
+    assert during["opened_total"] >= 1
+
+
+async def test_readiness_and_config_show_background_tasks(proxy: ProxyServer) -> None:
+    ready = orjson.loads((await get(proxy, "/readyz"))[1])
+    assert ready["backgroundTasks"]["config-watcher"]["failures"] == 0
+    config = orjson.loads((await get(proxy, "/debug/config"))[1])
+    assert config["status"]["lastReload"]["ok"] is True
+    assert "config-watcher" in config["status"]["backgroundTasks"]

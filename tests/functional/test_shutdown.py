@@ -46,3 +46,38 @@ async def test_admin_port_can_listen_apart_from_the_client_port(config_dir: Path
         async with aiohttp.ClientSession() as session, \
                 session.get(server.admin_url + "/healthz") as response:
             assert response.status == 200
+
+
+async def test_the_whole_drain_is_bounded_by_one_timeout(config_dir: Path,
+                                                         upstream_url: str) -> None:
+    """aiohttp alone waits its shutdown_timeout for handlers and then as long again for the
+    cancelled ones (2.0 s for 1 s before the shared deadline): streams that never end and a
+    slow request are cut at VPIPE_SHUTDOWN_TIMEOUT, and their clients see the connection end."""
+    write_resources(config_dir, [
+        pipeline("fake", {"family": "openai-compatible", "baseUrl": upstream_url}),
+        route("all", ["*"], "fake"),
+    ])
+    timeout = 1.0
+    async with running_proxy(config_dir, shutdown_timeout=timeout) as server, \
+            aiohttp.ClientSession() as session:
+
+        async def consume(model: str, stream: bool) -> None:
+            async with session.post(server.url + "/v1/chat/completions",
+                                    json={"model": model, "stream": stream, **CHAT}) as r:
+                async for _ in r.content:
+                    pass
+
+        clients = [asyncio.create_task(consume("stall-1", True)),
+                   asyncio.create_task(consume("slow-30", False))]
+        runtime = server.reloader.current
+        assert runtime is not None
+        while runtime.in_flight < 2:
+            await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await server.stop()
+        took = loop.time() - started
+        results = await asyncio.wait_for(asyncio.gather(*clients, return_exceptions=True), 5)
+    assert took < timeout * 1.5, f"stop() took {took:.2f} s for a {timeout} s timeout"
+    assert all(r is None or isinstance(r, aiohttp.ClientError) for r in results), results
+    assert server.reloader.pool.live == {}

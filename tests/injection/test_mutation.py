@@ -45,6 +45,7 @@ GOLDEN_CONTAINER = {
         {"name": "VPIPE_PORT", "value": "8080"},
         {"name": "VPIPE_ADMIN_PORT", "value": "9090"},
         {"name": "VPIPE_SECRETS_DIR", "value": "/var/run/vpipe/secrets"},
+        {"name": "VPIPE_SHUTDOWN_TIMEOUT", "value": "25"},
     ],
     "ports": [
         {"name": "vpipe-http", "containerPort": 8080, "protocol": "TCP"},
@@ -161,6 +162,20 @@ def test_app_that_sets_both_urls_is_left_alone() -> None:
         {"name": "ANTHROPIC_BASE_URL", "value": "http://elsewhere"}]
     result = mutation.mutate(pod, sidecar=SIDECAR)
     assert not any(op["path"].startswith("/spec/containers/0") for op in result.patch)
+
+
+@pytest.mark.parametrize(("grace", "drain"), [
+    (None, 25), (30, 25), (60, 55), (11, 6), (10, 5), (4, 2), (1, 0), (0, 0), ("x", 25),
+    (-3, 25), (True, 25)])
+def test_the_proxy_drains_within_the_pods_grace_period(grace: Any, drain: int) -> None:
+    """Its whole drain ends before the kubelet's SIGKILL: 5 s early, or at half a short period."""
+    pod = make_pod()
+    if grace is not None:
+        pod["spec"]["terminationGracePeriodSeconds"] = grace
+    patched, _ = injected(pod)
+    assert env_of(container(patched))["VPIPE_SHUTDOWN_TIMEOUT"] == str(drain)
+    if isinstance(grace, int) and not isinstance(grace, bool) and grace > 0:
+        assert drain < grace
 
 
 def test_native_sidecar_is_the_first_init_container() -> None:

@@ -191,29 +191,50 @@ def test_issues_naming_no_resource_go_to_every_resource() -> None:
     assert shared == [Issue("resources", "", "everyone")]
 
 
-def test_missing_secret_keeps_rendering_and_marks_the_pipeline() -> None:
+def test_a_missing_secret_holds_the_config_and_marks_the_pipeline() -> None:
+    """A proxy cannot load a config whose secret it cannot read: the ConfigMap keeps the last
+    good revision until the Secret and key exist; what that revision serves stays Ready."""
+    first = plan_for(base())
+    assert isinstance(first.configmap, reconcile.Create)
+    objs, cm = applied(base(), None, first)
     creds = {"secretRef": {"name": "openai", "key": "api-key"}}
-    objs = [*base(), pipeline("openai", NS, family="openai", credentials=creds),
+    objs = [*objs, pipeline("openai", NS, family="openai", credentials=creds),
             route("gpt", NS, "openai", ["gpt-*"], priority=2)]
-    analysis = reconcile.analyze(snap(objs))
+    analysis = reconcile.analyze(snap(objs, cm))
     assert analysis.secret_names == {"openai"}
     plan = reconcile.decide(analysis, {"openai": None}, now=T0)
-    assert isinstance(plan.configmap, reconcile.Create) and plan.recheck
-    objs2, _ = applied(objs, None, plan)
+    assert isinstance(plan.configmap, reconcile.Keep) and plan.recheck
+    assert plan.revision == first.revision
+    objs2, _ = applied(objs, cm, plan)
     missing = cond(objs2, "openai", "Ready")
     assert (missing["status"], missing["reason"]) == ("False", "SecretNotFound")
     assert "Secret 'openai' (key 'api-key'" in missing["message"]
+    assert f"stays at its last good revision ({first.revision})" in missing["message"]
     assert cond(objs2, "gpt", "Ready")["reason"] == "PipelineNotReady"
     assert cond(objs2, "a", "Ready")["status"] == "True"
     assert [(e.name, e.reason) for e in plan.events] == [("openai", "SecretNotFound")]
 
     no_key = reconcile.decide(analysis, {"openai": frozenset({"token"})}, now=T0)
-    objs3, _ = applied(objs, None, no_key)
+    assert isinstance(no_key.configmap, reconcile.Keep)
+    objs3, _ = applied(objs, cm, no_key)
     assert "has no key 'api-key' (referenced by" in cond(objs3, "openai", "Ready")["message"]
 
     fine = reconcile.decide(analysis, {"openai": frozenset({"api-key"})}, now=T0)
-    objs4, _ = applied(objs, None, fine)
-    assert cond(objs4, "openai", "Ready")["status"] == "True" and not fine.recheck
+    assert isinstance(fine.configmap, reconcile.Patch) and not fine.recheck
+    objs4, cm4 = applied(objs, cm, fine)
+    assert cond(objs4, "openai", "Ready")["status"] == "True"
+    assert cm4 is not None and "openai" in parse_document(cm4["data"][CONFIGMAP_KEY]).pipelines
+
+
+def test_a_new_route_waits_with_the_config_a_secret_holds() -> None:
+    creds = {"secretRef": {"name": "openai", "key": "api-key"}}
+    objs = [*base(), pipeline("openai", NS, family="openai", credentials=creds)]
+    plan = plan_for(objs, secrets={"openai": None})
+    assert isinstance(plan.configmap, reconcile.Keep) and plan.revision is None
+    objs, _ = applied(objs, None, plan)
+    held = cond(objs, "a", "Ready")
+    assert (held["status"], held["reason"]) == ("False", "ConfigHeld")
+    assert "Pipeline 'openai' references a Secret that does not exist" in held["message"]
 
 
 def test_config_too_large_writes_nothing_and_caps_events() -> None:

@@ -210,13 +210,24 @@ def test_module_to_undefined_instance_is_rejected() -> None:
     assert "does not define" in message
 
 
+def test_an_instance_key_that_does_not_hash_its_config_is_rejected() -> None:
+    """The proxy reuses a live instance by key: a key kept across an edit of its config would
+    keep serving the old instance with a config nobody built or checked."""
+    data = as_dict(rendered())
+    (instance,) = data["instances"].values()
+    instance["config"]["baseUrl"] = "http://elsewhere.example/v1"
+    message = document_error(rehashed(data))
+    assert "does not match its config" in message and "render it again" in message
+
+
 def test_document_built_by_hand_is_checked_the_same_way() -> None:
+    key = instance_key("provider", {})
     document = ConfigDocument(
         namespace="n",
-        instances={"provider-1": InstanceDoc(type="provider", config={})},
+        instances={key: InstanceDoc(type="provider", config={})},
         pipelines={
             "p": PipelineDoc(
-                modules=[ModuleRefDoc(name="m", type="provider", instance="provider-1")],
+                modules=[ModuleRefDoc(name="m", type="provider", instance=key)],
                 accepts=["openai-chat"],
             )
         },

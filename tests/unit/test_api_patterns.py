@@ -3,7 +3,9 @@
 Covers how a pattern is classified (exact, glob, `re:` regex), that matching is always a
 full match and case-sensitive, the errors bad patterns raise, the literal prefix used for
 overlap reasoning, and the `may_overlap` truth table: symmetric, precise where it can be,
-conservative (never says "disjoint" for two patterns a model name can both match).
+conservative (never says "disjoint" for two patterns a model name can both match); regexes
+are RE2 (linear time, bounded; what RE2 cannot do is a PatternError) and a config's regexes
+match as one set exactly as they do one by one, with a fallback when the set is too large.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from vpipe_api.patterns import ModelPattern, PatternError, compile_pattern, may_overlap
+from vpipe_api.patterns import ModelPattern, PatternError, RegexSet, compile_pattern, may_overlap
 
 
 def p(source: str) -> ModelPattern:
@@ -182,3 +186,41 @@ def test_may_overlap_never_misses_a_shared_model(a: str, b: str) -> None:
     shared = [m for m in SAMPLE_MODELS if pa.matches(m) and pb.matches(m)]
     if shared:
         assert may_overlap(pa, pb), f"{a!r} and {b!r} both match {shared}"
+
+
+# --- RE2: linear time, bounded, and all of a config's regexes in one set ----------------------
+
+@pytest.mark.parametrize("source", ["re:(a+)+b", "re:(a|aa)*c", "re:(.*a){12}"])
+def test_regexes_that_backtrack_in_python_match_in_linear_time(source: str) -> None:
+    """Python's `re` takes exponential time on these with a long near-miss; RE2 does not
+    backtrack, so this returns at once (the test would time out otherwise)."""
+    assert not compile_pattern(source).matches("a" * 50_000 + "!")
+
+
+@pytest.mark.parametrize(("source", "says"), [
+    ("re:(a)\\1", "back-references or look-around"),
+    ("re:(?=a)a", "back-references or look-around"),
+    ("re:" + "a" * 600, "at most 512"),
+    ("re:a{1001}", "repetitions"),
+])
+def test_what_re2_cannot_do_is_a_pattern_error(source: str, says: str) -> None:
+    with pytest.raises(PatternError, match=says):
+        compile_pattern(source)
+
+
+@given(st.lists(st.sampled_from(["a+", "b|ab", "[ab]{2}", "x.*", "(ab)*", "a?b?"]),
+                min_size=1, max_size=6),
+       st.text(alphabet="abx", max_size=5))
+def test_a_regex_set_matches_as_its_patterns_do(bodies: list[str], model: str) -> None:
+    patterns = [compile_pattern("re:" + body) for body in bodies]
+    expected = [i for i, p in enumerate(patterns) if p.matches(model)]
+    assert sorted(RegexSet(patterns).matching(model)) == expected
+
+
+def test_a_regex_set_too_large_for_one_program_matches_one_by_one() -> None:
+    patterns = [compile_pattern(f"re:.{{1,1000}}-{i}-") for i in range(100)]
+    regexes = RegexSet(patterns)
+    assert not regexes.one_pass
+    assert regexes.matching("x" * 10 + "-42-") == [42]
+    assert regexes.matching("zzz") == []
+    assert RegexSet(patterns[:10]).one_pass

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vpipe_api.errors import VpipeApiError
+from vpipe_api.errors import ConfigInvalid, VpipeApiError
 from vpipe_api.loading import Resources, load_resources
 from vpipe_api.protocols import CLIENT_PROTOCOLS
 from vpipe_api.render import render, render_configmap
 from vpipe_proxy.errors import VpipeProxyError
+from vpipe_proxy.preflight import build_issues
 from vpipe_proxy.routing import Router
 
 if TYPE_CHECKING:
@@ -145,6 +146,9 @@ def _load(paths: Sequence[Path]) -> Resources:
 def cmd_validate(args: argparse.Namespace) -> int:
     resources = _load(args.paths)
     document = render(resources.pipelines, resources.routes, namespace=args.namespace)
+    issues = build_issues(document)  # the proxy's own building code: passes here, loads there
+    if issues:
+        raise ConfigInvalid(issues)
     print(f"OK: {len(document.pipelines)} pipelines, {len(document.routes)} routes, "
           f"{len(document.instances)} module instances in namespace {document.namespace} "
           f"(revision {document.revision})")

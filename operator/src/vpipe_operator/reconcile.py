@@ -11,8 +11,9 @@ Policies (docs/operator.md explains them to users):
   serving that config anyway, so writing a partial one would silently drop routes.
 - A config over the 1 MiB ConfigMap limit is never truncated: nothing is written and every
   resource gets Ready=False ConfigTooLarge.
-- A missing Secret does not hold the config (other pipelines keep working): the pipeline that
-  needs it gets Ready=False SecretNotFound and its Routes Ready=False PipelineNotReady.
+- A missing Secret (or key) holds the config at its last good revision too: a proxy cannot load
+  a config whose secret it cannot read, so writing it would only have every proxy reject it. The
+  pipeline that needs it gets Ready=False SecretNotFound, its Routes PipelineNotReady.
 - The ConfigMap is deleted when the namespace's last Pipeline and Route are gone.
 """
 
@@ -324,8 +325,11 @@ def decide(
 
     doc = analysis.document
     size: int | None = None
+    missing = _missing_secrets(analysis, secrets) if doc is not None else {}
     if doc is None:
         action = Keep("held at the last good revision: some resources are invalid")
+    elif missing:
+        action = Keep("held at the last good revision: a referenced Secret or key is missing")
     else:
         want = configmap.desired(doc)
         size = configmap.data_size(want)
@@ -337,9 +341,9 @@ def decide(
             action = Patch(configmap.repair_patch(existing, want))
         else:
             action = Keep("up to date")
-    served = doc is not None and not (size is not None and size > configmap.SIZE_LIMIT)
+    served = doc is not None and not missing and not (
+        size is not None and size > configmap.SIZE_LIMIT)
     revision = doc.revision if served and doc is not None else configmap.revision(existing)
-    missing = _missing_secrets(analysis, secrets) if served else {}
     context = _Context(analysis, served, revision, size, missing, now)
 
     statuses: list[StatusUpdate] = []
@@ -445,7 +449,11 @@ class _Context:
                 "served once the Pipeline is fixed",
             ), self._kept_revision(obs)
         if self.served:
-            return validated, self._served_ready(obs, pipeline), self.revision
+            return validated, self._make(
+                obs, "Ready", True, conditions.SERVED,
+                f"served: part of the config in ConfigMap {CONFIGMAP_NAME}"), self.revision
+        if self.missing:
+            return self._held_for_secrets(obs, validated, pipeline)
         if self.size is not None:
             return validated, self._make(
                 obs, "Ready", False, conditions.CONFIG_TOO_LARGE,
@@ -490,24 +498,36 @@ class _Context:
             return f"Pipeline '{route.spec.pipeline}' is not Validated; fix it first"
         if self.size is not None:
             return "the namespace's config is too large to serve (see the Ready condition)"
+        if self.missing:
+            return ("the namespace's config is held at its last good revision until the Secrets "
+                    "its Pipelines reference exist (see the Ready condition)")
         return ("the namespace's config is held at its last good revision until every resource "
                 "is valid (see the Ready condition)")
 
-    def _served_ready(self, obs: Observed, pipeline: str | None) -> ConditionDict:
+    def _held_for_secrets(self, obs: Observed, validated: ConditionDict,
+                          pipeline: str | None) -> tuple[ConditionDict, ConditionDict, str | None]:
+        """Conditions while the config waits for a Secret: the Pipeline that needs it and its
+        Routes say so; what the held revision still serves stays Ready."""
+        held = (f"the namespace's ConfigMap {CONFIGMAP_NAME} stays at its last good revision "
+                f"({self.revision or 'none written'}) until it exists: a proxy cannot load a "
+                "config whose secret it cannot read")
         if obs.kind == "Pipeline" and obs.name in self.missing:
-            return self._make(
-                obs, "Ready", False, conditions.SECRET_NOT_FOUND,
-                "; ".join(self.missing[obs.name]) + " (the config is written; this Pipeline's "
-                "provider fails until the Secret exists)",
-            )
+            return validated, self._make(obs, "Ready", False, conditions.SECRET_NOT_FOUND,
+                                         "; ".join(self.missing[obs.name]) + f"; {held}"), None
         if pipeline is not None and pipeline in self.missing:
-            return self._make(
+            return validated, self._make(
                 obs, "Ready", False, conditions.PIPELINE_NOT_READY,
                 f"Pipeline '{pipeline}' is not ready (SecretNotFound): "
-                + "; ".join(self.missing[pipeline]),
-            )
-        return self._make(obs, "Ready", True, conditions.SERVED,
-                          f"served: part of the config in ConfigMap {CONFIGMAP_NAME}")
+                + "; ".join(self.missing[pipeline])), None
+        previous = conditions.find(obs.status, "Ready")
+        if self._still_served(obs) and previous is not None:
+            return validated, self._make(obs, "Ready", True, str(previous.get("reason")),
+                                         str(previous.get("message"))), self.revision
+        waiting = ", ".join(f"Pipeline '{name}'" for name in sorted(self.missing))
+        return validated, self._make(
+            obs, "Ready", False, conditions.CONFIG_HELD,
+            f"this spec is valid but not served yet: {waiting} references a Secret that does "
+            f"not exist (see its Ready condition); {held}"), None
 
     def _still_served(self, obs: Observed) -> bool:
         """Unchanged since it was last served by the revision the ConfigMap still holds."""

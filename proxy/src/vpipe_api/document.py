@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from vpipe_api.errors import DocumentError
+from vpipe_api.secrets import MAX_NAME_LENGTH, SECRET_KEY_PATTERN, SECRET_NAME_PATTERN
 
 CONFIG_VERSION: Final = "vpipe.io/config.v1"
 CONFIGMAP_NAME: Final = "vpipe-config"
@@ -31,8 +32,10 @@ class _Doc(BaseModel):
 
 
 class SecretRefDoc(_Doc):
-    name: str
-    key: str
+    """A Secret's name and key, checked as names again: the proxy reads a file by them."""
+
+    name: str = Field(pattern=SECRET_NAME_PATTERN, max_length=MAX_NAME_LENGTH)
+    key: str = Field(pattern=SECRET_KEY_PATTERN, max_length=MAX_NAME_LENGTH)
 
 
 class TimeoutsDoc(_Doc):
@@ -149,6 +152,14 @@ def parse_document(raw: bytes | str) -> ConfigDocument:
             f"config document revision {document.revision!r} does not match its content "
             f"({document.content_revision()!r}); it was edited by hand: render it again"
         )
+    for key, instance in document.instances.items():
+        # The proxy reuses a live instance by key: a key that does not hash its config would
+        # keep an old instance serving a config nobody built or checked.
+        if instance_key(instance.type, instance.config) != key:
+            raise DocumentError(
+                f"config document instance {key!r} does not match its config (the key is a hash "
+                "of it); it was edited by hand: render it again"
+            )
     for name, pipeline in document.pipelines.items():
         for module in pipeline.modules:
             if module.instance not in document.instances:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -10,9 +11,13 @@ from vpipe_api.errors import Issue
 from vpipe_api.families import FAMILIES, IN_PROCESS_FAMILIES
 from vpipe_api.protocols import PROVIDER_ACCEPTS
 from vpipe_api.resources import ProviderSpec
+from vpipe_api.secrets import header_value_problem
 
 DEFAULT_TIMEOUTS: Final = TimeoutsDoc(connect=10.0, first_byte=120.0, total=600.0)
 DEFAULT_MAX_CONNECTIONS: Final = 100
+MAX_URL_LENGTH: Final = 2048
+_VISIBLE_ASCII: Final = re.compile(r"[\x21-\x7e]+")
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")  # an HTTP token
 
 
 def resolve_provider(
@@ -49,7 +54,7 @@ def resolve_provider(
         bad("baseUrl", f"family '{family.name}' has no default endpoint; set baseUrl "
             "(e.g. https://HOST/v1)")
     else:
-        problem = _url_problem(base_url)
+        problem = base_url_problem(base_url)
         if problem:
             bad("baseUrl", problem)
         else:
@@ -62,6 +67,11 @@ def resolve_provider(
             "{name: <secret>, key: <key>} pointing at a Secret in this namespace")
     if family.credentials == "none" and credentials is not None:
         bad("credentials", f"family '{family.name}' takes no credentials; remove them")
+
+    for name, value in spec.headers.items():
+        problem = header_problem(name, value)
+        if problem:
+            bad(f"headers.{name[:64]}", problem)
 
     if issues:
         return None, issues
@@ -87,17 +97,46 @@ def resolve_provider(
     return config, []
 
 
-def _url_problem(url: str) -> str | None:
-    """What is wrong with an upstream base URL, or None."""
+def provider_config_problems(config: ProviderConfig) -> list[tuple[str, str]]:
+    """(field, problem) for what a resolved provider config cannot be sent as: its base URL and
+    extra headers. The proxy checks a loaded document with it, as validation checked the spec."""
+    problems = []
+    if config.base_url is not None and (problem := base_url_problem(config.base_url)):
+        problems.append(("baseUrl", problem))
+    for name, value in config.headers.items():
+        if problem := header_problem(name, value):
+            problems.append((f"headers.{name[:64]}", problem))
+    return problems
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why an extra header cannot be sent as written, or None."""
+    if not _HEADER_NAME.fullmatch(name):
+        return (f"header name {name[:64]!r} is not an HTTP token: letters, digits and "
+                "!#$%&'*+-.^_`|~ only, at most 256")
+    problem = header_value_problem(value)
+    if problem:
+        return f"the value of header '{name}' {problem}; write it on one line, in ASCII"
+    return None
+
+
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with an upstream base URL, or None. Validation and the proxy's loader both
+    apply it, and it is at least as strict as the upstream client's own parsing."""
+    if len(url) > MAX_URL_LENGTH or not _VISIBLE_ASCII.fullmatch(url):
+        return (f"{url[:80]!r} must be at most {MAX_URL_LENGTH} visible ASCII characters (no "
+                "spaces or line breaks; percent-encode the path, punycode the host)")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError as e:
         return f"'{url}' is not a valid URL ({e}); write it like https://api.example.com/v1"
+    if parts.port == 0:
+        return f"'{url}' has port 0; give the upstream's port, or none for 80/443"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"'{url}' is not an http(s) URL with a host; write it like https://api.example.com/v1"
     if parts.query or parts.fragment:
         return f"'{url}' must not carry a query or fragment"
-    if parts.username or parts.password:
+    if parts.username is not None or parts.password is not None:
         return "credentials in the URL are not allowed; use credentials.secretRef"
     return None

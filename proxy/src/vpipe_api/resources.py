@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from vpipe_api.analysis import BUILTIN_METRICS, PLACEHOLDERS, duration_seconds, unknown_placeholders
 from vpipe_api.protocols import ClientProtocol, ProviderProtocol
+from vpipe_api.secrets import MAX_NAME_LENGTH, SECRET_KEY_PATTERN
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -53,7 +54,10 @@ class SecretKeyRef(_Spec):
     """A key in a Kubernetes Secret in the resource's namespace."""
 
     name: Name = Field(description="Name of the Secret.")
-    key: str = Field(default="api-key", min_length=1, description="Key inside the Secret.")
+    key: str = Field(default="api-key", min_length=1, max_length=MAX_NAME_LENGTH,
+                     pattern=SECRET_KEY_PATTERN,
+                     description="Key inside the Secret: letters, digits, '-', '_', '.' (a "
+                     "name, never a path).")
 
 
 class Credentials(_Spec):

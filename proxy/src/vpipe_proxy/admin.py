@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vpipe_api.protocols import CLIENT_PROTOCOLS
+from vpipe_proxy.modules import PooledModule
 from vpipe_proxy.routing import Verdict
 from vpipe_proxy.state import STATE
 
@@ -31,14 +32,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready once a config is loaded and warm; detail of the last reload either way."""
-    reloader = request.app[STATE].reloader
+    """Ready once a config is loaded and warm; detail of the last reload and of the background
+    tasks either way (a failing task shows here, and the proxy stays ready on its last good
+    config: restarting it would not help)."""
+    state = request.app[STATE]
+    reloader = state.reloader
     runtime = reloader.current
     body = {
         "ready": runtime is not None,
         "revision": runtime.revision if runtime else None,
         "lastReload": reloader.status.as_dict(),
         "source": reloader.source.description,
+        "backgroundTasks": state.supervisor.snapshot(),
     }
     return _json(body, 200 if runtime is not None else 503)
 
@@ -60,9 +65,13 @@ def redact(value: Any, key: str = "") -> Any:
 
 
 async def debug_config(request: web.Request) -> web.Response:
-    runtime = request.app[STATE].reloader.current
+    """The config being served (credentials redacted), with the last reload's outcome and the
+    background tasks' failures: a rejected newer config shows here next to the one served."""
+    state = request.app[STATE]
+    runtime = state.reloader.current
     if runtime is None:
-        return _json({"error": "no config loaded"}, 503)
+        return _json({"error": "no config loaded", "lastReload": state.reloader.status.as_dict(),
+                      "backgroundTasks": state.supervisor.snapshot()}, 503)
     document = runtime.document.model_dump(by_alias=True)
     for instance in document["instances"].values():
         headers = instance["config"].get("headers")
@@ -70,7 +79,8 @@ async def debug_config(request: web.Request) -> web.Response:
             instance["config"]["headers"] = {
                 k: (REDACTED if _SENSITIVE.search(k) else v) for k, v in headers.items()
             }
-    return _json(document)
+    return _json({**document, "status": {"lastReload": state.reloader.status.as_dict(),
+                                         "backgroundTasks": state.supervisor.snapshot()}})
 
 
 async def debug_explain(request: web.Request) -> web.Response:
@@ -107,12 +117,14 @@ def _verdict(v: Verdict) -> dict[str, Any]:
 
 
 async def debug_instances(request: web.Request) -> web.Response:
+    """Every live instance: health, and its connection pool's figures as of this request."""
     state = request.app[STATE]
     pool = state.reloader.pool
     runtime = state.reloader.current
     return _json({
         key: {"type": type(module).__name__, "inUse": bool(runtime and key in runtime.instance_keys),
-              "health": redact(module.health.__dict__)}
+              "health": redact(module.health.__dict__),
+              "pool": module.pool_stats() if isinstance(module, PooledModule) else None}
         for key, module in sorted(pool.live.items())
     })
 

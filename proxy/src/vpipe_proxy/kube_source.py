@@ -25,6 +25,7 @@ import orjson
 from vpipe_api.document import CONFIGMAP_KEY, CONFIGMAP_NAME, ConfigDocument, parse_document
 from vpipe_proxy.errors import ConfigLoadError
 from vpipe_proxy.sources import Fingerprint
+from vpipe_proxy.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class KubernetesConfigSource:
         self._updates = 0  # bumped on every change seen; resourceVersions are opaque
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._first_watch = True
 
     @classmethod
     def from_environ(cls, namespace: str | None, environ: Mapping[str, str]) -> KubernetesConfigSource:
@@ -84,7 +86,7 @@ class KubernetesConfigSource:
     def _base(self) -> str:
         return f"{self.server}/api/v1/namespaces/{self.namespace}/configmaps"
 
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor) -> None:
         """Read the ConfigMap once, then keep watching it in the background."""
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
                                                                              sock_connect=10))
@@ -93,7 +95,7 @@ class KubernetesConfigSource:
         except (aiohttp.ClientError, OSError) as e:
             await self.close()
             raise ConfigLoadError(f"cannot read {self.description}: {e}") from e
-        self._task = asyncio.create_task(self._watch_forever())
+        self._task = supervisor.keep_running("configmap-watch", self._watch_forever)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -124,16 +126,20 @@ class KubernetesConfigSource:
             self.changed.set()
 
     async def _watch_forever(self) -> None:
+        """Watch, and after a failure re-read and watch again; what this does not handle ends
+        it, and the supervisor logs, counts and restarts it."""
+        if not self._first_watch:  # restarted by the supervisor: what did we miss?
+            await self._read()
+        self._first_watch = False
         while True:
             try:
                 await self._watch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the API went away: say so, re-read, watch again
+            except (aiohttp.ClientError, OSError, ConfigLoadError, ValueError) as e:
+                # The API went away or answered nonsense: say so, re-read, watch again.
                 log.warning("watch of %s failed (%s); retrying in %.0f s", self.description, e,
                             RETRY_SECONDS)
                 await asyncio.sleep(RETRY_SECONDS)
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(aiohttp.ClientError, OSError, ConfigLoadError, ValueError):
                     await self._read()
 
     async def _watch(self) -> None:

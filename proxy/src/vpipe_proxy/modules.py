@@ -104,6 +104,15 @@ class Module(Protocol):
 
 
 @runtime_checkable
+class PooledModule(Protocol):
+    """A module that keeps upstream connections; /debug/instances shows their live figures."""
+
+    def pool_stats(self) -> dict[str, int]:
+        """Connections now: idle, in use (requests in flight), opened so far, the limit."""
+        ...
+
+
+@runtime_checkable
 class Provider(Module, Protocol):
     """The last module of a chain: answers the call, usually by calling an upstream."""
 

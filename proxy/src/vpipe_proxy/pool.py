@@ -45,6 +45,9 @@ class InstancePool:
                 created[key] = self._registry.create(key, spec.type, spec.config, self._context)
             except VpipeProxyError as e:
                 errors.append(str(e))
+            except Exception as e:  # a factory's ValueError is a bad config too
+                log.error("instance %s could not be created", key, exc_info=e)
+                errors.append(f"instance {key}: {type(e).__name__}: {e}")
         results = await asyncio.gather(*(m.start() for m in created.values()),
                                        return_exceptions=True)
         for key, result in zip(created, results, strict=True):
@@ -59,9 +62,11 @@ class InstancePool:
         instances = {key: self.live.get(key) or created[key] for key in wanted}
         try:
             runtime = Runtime(document, instances)
-        except VpipeProxyError:
+        except Exception as e:
             await asyncio.gather(*(m.close() for m in created.values()), return_exceptions=True)
-            raise
+            if isinstance(e, VpipeProxyError):
+                raise
+            raise ConfigLoadError(f"cannot compile routes and chains: {type(e).__name__}: {e}") from e
         self.live.update(created)
         self._runtimes.add(runtime)
         return runtime

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from vpipe_api.document import ProviderConfig
 from vpipe_api.families import IN_PROCESS_FAMILIES
+from vpipe_api.resolve import provider_config_problems
 from vpipe_proxy.compatibility import CompatibilityModule
 from vpipe_proxy.errors import ConfigLoadError
 from vpipe_proxy.modules import Module
@@ -38,6 +39,10 @@ def _provider(key: str, raw: dict[str, Any], context: BuildContext) -> Module:
         config = ProviderConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigLoadError(f"instance {key}: provider config is malformed: {e}") from e
+    problems = provider_config_problems(config)
+    if problems:
+        raise ConfigLoadError(f"instance {key}: " + "; ".join(f"{field}: {problem}"
+                                                              for field, problem in problems))
     if config.family in IN_PROCESS_FAMILIES:
         return MockProvider(key, config)
     if config.protocol not in HTTP_PROTOCOLS:

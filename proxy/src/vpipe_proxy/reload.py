@@ -1,14 +1,17 @@
 """Atomic reload: load -> validate -> build and warm -> swap one reference -> drain the old.
 
 A config that fails at any step is rejected and the last good runtime keeps serving; the
-rejection is logged, counted and shown on /readyz. Requests in flight finish on the runtime
-they started on; its instances that the new config no longer uses close after it drains.
+rejection is logged, counted and shown on /readyz. Any exception while loading counts as a
+rejection, not only the project's own: an unexpected one is logged with its traceback, and the
+watcher carries on. Requests in flight finish on the runtime they started on; its instances
+that the new config no longer uses close after it drains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import time
@@ -21,6 +24,7 @@ from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.pool import InstancePool
 from vpipe_proxy.runtime import Runtime
 from vpipe_proxy.sources import ConfigSource, Fingerprint
+from vpipe_proxy.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,22 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+
+
+def caused_by_exhaustion(error: BaseException) -> bool:
+    """Whether `error`, or an exception it was raised from, is the process running out of file
+    descriptors or memory: worth another try once they are back, unlike a bad config."""
+    seen: BaseException | None = error
+    for _ in range(10):  # cause chains are short; a cycle must not loop forever
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in _EXHAUSTED:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass
@@ -59,12 +79,12 @@ class Reloader:
     source: ConfigSource
     pool: InstancePool
     metrics: Metrics
+    supervisor: Supervisor
     drain_timeout: float = 600.0
     current: Runtime | None = None
     status: ReloadStatus = field(default_factory=ReloadStatus)
     _fingerprint: Fingerprint | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _draining: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def reload(self) -> bool:
         """Load the source now; True when a new runtime was swapped in."""
@@ -73,9 +93,9 @@ class Reloader:
 
     async def _reload(self) -> bool:
         started = time.perf_counter()
-        self._fingerprint = self.source.fingerprint()
         self.status.attempts += 1
         try:
+            self._fingerprint = self.source.fingerprint()
             # Parsing and rendering 1,000 Routes takes ~100 ms of CPU: in a thread, the event
             # loop keeps getting the GIL every few ms and requests in flight keep moving.
             document = await asyncio.to_thread(self.source.load)
@@ -84,10 +104,14 @@ class Reloader:
                 return False
             runtime = await self.pool.build(document)
         except (VpipeApiError, VpipeProxyError) as e:
-            self._record(False, None, str(e), started)
-            log.error("config from %s rejected, keeping revision %s: %s",
-                      self.source.description,
-                      self.current.revision if self.current else "none", e)
+            self._reject(e, str(e), started)
+            return False
+        except Exception as e:  # whatever a config makes raise, it is a rejection
+            # A bug or a resource limit rather than a bad config: the traceback is logged for
+            # whoever fixes it, the message names the exception.
+            log.error("loading config from %s raised unexpectedly", self.source.description,
+                      exc_info=e)
+            self._reject(e, f"unexpected {type(e).__name__} while loading: {e}", started)
             return False
         old, self.current = self.current, runtime
         self.metrics.config_loaded(runtime.revision, len(self.pool.live))
@@ -98,10 +122,17 @@ class Reloader:
         if old is None:
             settle_heap()
         else:
-            task = asyncio.create_task(self._retire(old))
-            self._draining.add(task)
-            task.add_done_callback(self._draining.discard)
+            self.supervisor.run_once("retire-config", self._retire(old))
         return True
+
+    def _reject(self, cause: Exception, error: str, started: float) -> None:
+        self._record(False, None, error, started)
+        log.error("config from %s rejected, keeping revision %s: %s", self.source.description,
+                  self.current.revision if self.current else "none", error)
+        if caused_by_exhaustion(cause):
+            # Out of file descriptors: the source may never change again, so forget its
+            # fingerprint and try again at the next poll.
+            self._fingerprint = None
 
     def _record(self, ok: bool, revision: str | None, error: str | None, started: float) -> None:
         self.status.ok = ok
@@ -137,16 +168,13 @@ class Reloader:
                 told.clear()
             try:
                 changed = self.source.fingerprint() != self._fingerprint
-            except OSError as e:
+            except OSError as e:  # e.g. EMFILE: say so, and look again next interval
                 log.warning("cannot check %s: %s", self.source.description, e)
                 continue
             if changed:
                 await self.reload()
 
     async def close(self) -> None:
+        """Close the source and every instance (the supervisor has stopped the tasks)."""
         await self.source.close()
-        for task in list(self._draining):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         await self.pool.close()

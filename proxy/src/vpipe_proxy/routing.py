@@ -2,7 +2,8 @@
 
 Model patterns are compiled once per config. Exact names sit in a dict; globs are indexed by
 their literal prefix (a glob can only match names that start with it), so a model name seen for
-the first time is checked against the few patterns that could match, not all of them. The
+the first time is checked against the few patterns that could match, not all of them; every
+`re:` regex is matched in one RE2 set pass (linear in the name). The
 candidate list for each model name seen (routes whose patterns match, in priority order) is
 cached, so a repeat decision is a dict lookup plus a few set/prefix checks. Pure: no I/O.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from vpipe_api.document import CanaryDoc, RouteDoc
-from vpipe_api.patterns import ModelPattern, compile_pattern
+from vpipe_api.patterns import ModelPattern, RegexSet, compile_pattern
 
 _CACHE_LIMIT: Final = 10_000  # distinct model names remembered; cleared when full
 
@@ -74,17 +75,22 @@ class Router:
         )
         self._exact: dict[str, list[int]] = {}
         self._by_prefix: dict[str, list[tuple[int, ModelPattern]]] = {}
-        self._unindexed: list[tuple[int, ModelPattern]] = []  # regexes, globs starting with a wildcard
+        self._unindexed: list[tuple[int, ModelPattern]] = []  # globs starting with a wildcard
+        regexes: list[tuple[int, ModelPattern]] = []
         for index, route in enumerate(self.routes):
             for pattern in route.patterns:
                 prefix = pattern.literal_prefix
                 if pattern.kind == "exact":
                     self._exact.setdefault(pattern.source, []).append(index)
+                elif pattern.kind == "regex":
+                    regexes.append((index, pattern))
                 elif prefix:
                     self._by_prefix.setdefault(prefix, []).append((index, pattern))
                 else:
                     self._unindexed.append((index, pattern))
         self._prefix_lengths = sorted({len(p) for p in self._by_prefix})
+        self._regex_routes = tuple(index for index, _ in regexes)
+        self._regexes = RegexSet([pattern for _, pattern in regexes])
         self._cache: dict[str, tuple[CompiledRoute, ...]] = {}
 
     def candidates(self, model: str) -> tuple[CompiledRoute, ...]:
@@ -99,6 +105,8 @@ class Router:
                     if pattern.matches(model):
                         indices.add(i)
             indices.update(i for i, pattern in self._unindexed if pattern.matches(model))
+            if self._regex_routes:
+                indices.update(self._regex_routes[k] for k in self._regexes.matching(model))
             found = tuple(self.routes[i] for i in sorted(indices))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()

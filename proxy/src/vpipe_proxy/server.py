@@ -2,13 +2,13 @@
 
 `ProxyServer` is what the CLI runs and what tests start in-process on port 0. Start-up loads
 and warms the first config before the ports open for traffic; shutdown stops accepting, lets
-in-flight requests finish (bounded by `shutdown_timeout`) and closes every instance.
+in-flight requests finish and closes every instance, all within `shutdown_timeout` (one deadline
+for the whole drain, so the pod's terminationGracePeriodSeconds can be set above it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -28,6 +28,7 @@ from vpipe_proxy.settings import Settings
 from vpipe_proxy.shadow import ShadowRunner
 from vpipe_proxy.sources import ConfigSource
 from vpipe_proxy.state import STATE, ProxyState
+from vpipe_proxy.supervise import Supervisor
 from vpipe_proxy.threads import ThreadPins
 
 log = logging.getLogger(__name__)
@@ -51,18 +52,20 @@ class ProxyServer:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.supervisor = Supervisor(self.metrics.registry)
         context = BuildContext(secrets_dir=settings.secrets_dir,
                                environ=os.environ if environ is None else environ,
                                warm_connections=settings.warm_connections)
         pool = InstancePool(registry or Registry(), context)
-        self.reloader = Reloader(source, pool, self.metrics, drain_timeout=settings.drain_timeout)
+        self.reloader = Reloader(source, pool, self.metrics, self.supervisor,
+                                 drain_timeout=settings.drain_timeout)
         self.shadow = ShadowRunner(self.metrics, settings.shadow_concurrency,
                                    settings.shadow_log_sample, settings.shadow_log_contents)
         self.threads = ThreadPins(settings.thread_pins)
         self.metrics.watch_threads(self.threads)
-        self.state = ProxyState(settings, self.reloader, self.metrics, self.shadow, self.threads)
+        self.state = ProxyState(settings, self.reloader, self.metrics, self.shadow, self.threads,
+                                self.supervisor)
         self._runners: list[web.AppRunner] = []
-        self._watch: asyncio.Task[None] | None = None
         self.port = 0
         self.admin_port = 0
 
@@ -86,9 +89,10 @@ class ProxyServer:
 
     async def start(self) -> None:
         """Load the first config (raise ConfigLoadError if it is unusable), then listen."""
-        await self.reloader.source.start()
+        await self.reloader.source.start(self.supervisor)
         if not await self.reloader.reload() and self.reloader.current is None:
             if not self.settings.wait_for_config:
+                await self.supervisor.close()
                 await self.reloader.source.close()
                 raise ConfigLoadError(self.reloader.status.error or "config could not be loaded")
             log.warning("no valid config yet (%s); serving 503 until one arrives",
@@ -106,16 +110,33 @@ class ProxyServer:
             self._runners.append(runner)
         self.port = _site_port(self._runners[0])
         self.admin_port = _site_port(self._runners[1])
-        self._watch = asyncio.create_task(self.reloader.watch(self.settings.poll_interval))
+        poll = self.settings.poll_interval
+        self.supervisor.keep_running("config-watcher", lambda: self.reloader.watch(poll))
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish, close every instance."""
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        """Stop accepting, let in-flight requests finish, close every instance: at most
+        `shutdown_timeout` seconds in all; requests still running at the deadline are cut."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
+        await self.supervisor.close()
+        # aiohttp waits up to its shutdown_timeout for handlers, then again as long for the
+        # cancelled ones, runner after runner; one shared deadline bounds all of it.
         for runner in self._runners:
-            await runner.cleanup()
+            for site in list(runner.sites):
+                await site.stop()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.gather(*(runner.cleanup() for runner in self._runners))
+        except TimeoutError:
+            runtime = self.reloader.current
+            log.warning("shutdown: requests still running after %.1f s (VPIPE_SHUTDOWN_TIMEOUT); "
+                        "closing them (%d on the current config)", self.settings.shutdown_timeout,
+                        runtime.in_flight if runtime else 0)
+            for runner in self._runners:
+                # Closing the socket cancels its handler (handler_cancellation).
+                for connection in runner.server.connections if runner.server else ():
+                    connection.force_close()
+            await asyncio.sleep(0)
         self._runners.clear()
         await self.shadow.close()
         await self.reloader.close()

@@ -37,7 +37,9 @@ class Settings:
     """Seconds a replaced runtime may keep serving in-flight requests before its instances are
     closed anyway (VPIPE_DRAIN_TIMEOUT); bounds streams that never end."""
     shutdown_timeout: float = 30.0
-    """Seconds to let in-flight requests finish on SIGTERM (VPIPE_SHUTDOWN_TIMEOUT)."""
+    """Seconds the whole drain on SIGTERM may take: stop accepting, let in-flight requests and
+    streams finish, close instances (VPIPE_SHUTDOWN_TIMEOUT); what still runs then is cut. Keep
+    it below the pod's terminationGracePeriodSeconds (the webhook and chart do)."""
     allow_version_override: bool = True
     """Honour the x-vpipe-version: v1|v2 request header that forces a Route's version, for
     testing a canary before it takes traffic (VPIPE_ALLOW_VERSION_OVERRIDE)."""

@@ -14,12 +14,15 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vpipe_api.document import CONFIGMAP_KEY, ConfigDocument, parse_document
 from vpipe_api.loading import load_resources, resource_files
 from vpipe_api.render import render
 from vpipe_proxy.errors import ConfigLoadError
+
+if TYPE_CHECKING:
+    from vpipe_proxy.supervise import Supervisor
 
 Fingerprint = tuple[object, ...]
 
@@ -34,8 +37,8 @@ class ConfigSource(Protocol):
         """Set by sources that are told about changes (API watch); None for polled ones."""
         ...
 
-    async def start(self) -> None:
-        """Prepare before the first load (e.g. open a watch)."""
+    async def start(self, supervisor: Supervisor) -> None:
+        """Prepare before the first load; long-lived work (a watch) runs under `supervisor`."""
         ...
 
     async def close(self) -> None:
@@ -63,7 +66,7 @@ class _Polled:
 
     changed: asyncio.Event | None = None
 
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor) -> None:
         return None
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.reload import Reloader
 from vpipe_proxy.settings import Settings
 from vpipe_proxy.shadow import ShadowRunner
+from vpipe_proxy.supervise import Supervisor
 from vpipe_proxy.threads import ThreadPins
 
 
@@ -20,6 +21,7 @@ class ProxyState:
     metrics: Metrics
     shadow: ShadowRunner
     threads: ThreadPins
+    supervisor: Supervisor
 
 
 STATE = web.AppKey("vpipe_state", ProxyState)

@@ -27,6 +27,8 @@ from vpipe_operator.errors import SettingsError
 from vpipe_operator.injection import settings as settings_mod
 from vpipe_operator.injection.settings import SidecarSettings
 
+DEFAULT_GRACE_SECONDS: Final = 30  # Kubernetes' terminationGracePeriodSeconds default
+SHUTDOWN_MARGIN: Final = 5  # seconds between the proxy's drain deadline and SIGKILL
 INJECT: Final = "vpipe.io/inject"  # annotation or label: "true" opts in, "false" opts out
 PROXY_IMAGE: Final = "vpipe.io/proxy-image"
 PROXY_CPU_REQUEST: Final = "vpipe.io/proxy-cpu-request"
@@ -128,7 +130,7 @@ def mutate(pod: Mapping[str, Any], *, sidecar: SidecarSettings,
     for index, container in enumerate(_list(spec.get("containers"))):
         patch += _env_ops(f"/spec/containers/{index}", _mapping(container), _app_env(sidecar))
     patch += _append_ops(spec, "volumes", volumes)
-    proxy = proxy_container(sidecar, names)
+    proxy = proxy_container(sidecar, names, shutdown_timeout(spec.get("terminationGracePeriodSeconds")))
     if sidecar.native_sidecar:
         # First init container: it starts before the others and the app, and stops after.
         patch.append(_add("/spec/initContainers/0", proxy) if _list(spec.get("initContainers"))
@@ -199,7 +201,17 @@ def apply_overrides(sidecar: SidecarSettings,
     return result, warnings
 
 
-def proxy_container(sidecar: SidecarSettings, secrets: Sequence[str]) -> dict[str, Any]:
+def shutdown_timeout(grace: Any) -> int:
+    """VPIPE_SHUTDOWN_TIMEOUT for a pod whose terminationGracePeriodSeconds is `grace`: the
+    proxy's whole drain ends SHUTDOWN_MARGIN seconds before the kubelet's SIGKILL (half the
+    period when it is short), so in-flight requests finish or are cut cleanly, never killed."""
+    seconds = grace if isinstance(grace, int) and not isinstance(grace, bool) and grace >= 0 \
+        else DEFAULT_GRACE_SECONDS
+    return seconds - SHUTDOWN_MARGIN if seconds > 2 * SHUTDOWN_MARGIN else seconds // 2
+
+
+def proxy_container(sidecar: SidecarSettings, secrets: Sequence[str],
+                    shutdown_seconds: int = 25) -> dict[str, Any]:
     """The `vpipe-proxy` container spec.
 
     The client port binds 127.0.0.1: it spends the pod's upstream credentials and must not be
@@ -222,6 +234,7 @@ def proxy_container(sidecar: SidecarSettings, secrets: Sequence[str]) -> dict[st
             {"name": "VPIPE_PORT", "value": str(sidecar.port)},
             {"name": "VPIPE_ADMIN_PORT", "value": str(sidecar.admin_port)},
             {"name": "VPIPE_SECRETS_DIR", "value": sidecar.secrets_dir},
+            {"name": "VPIPE_SHUTDOWN_TIMEOUT", "value": str(shutdown_seconds)},
         ],
         "ports": [
             {"name": PORT_NAMES[0], "containerPort": sidecar.port, "protocol": "TCP"},

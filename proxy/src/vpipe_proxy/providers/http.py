@@ -74,7 +74,9 @@ class HTTPProvider:
                     f"provider {self.key}: warm-up failed: {e} (set VPIPE_WARM_CONNECTIONS=0 "
                     "to start without a reachable upstream)"
                 ) from e
-        self.health.detail["pool"] = self._pool.stats()
+
+    def pool_stats(self) -> dict[str, int]:
+        return self._pool.stats()
 
     async def close(self) -> None:
         await self._pool.close()
