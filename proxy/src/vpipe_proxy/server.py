@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from vpipe_proxy import admin, frontend
+from vpipe_proxy.client_limits import LimitedTCPSite
 from vpipe_proxy.errors import ConfigLoadError
 from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.pool import InstancePool
@@ -53,7 +54,9 @@ class ProxyServer:
         self.metrics = Metrics()
         context = BuildContext(secrets_dir=settings.secrets_dir,
                                environ=os.environ if environ is None else environ,
-                               warm_connections=settings.warm_connections)
+                               warm_connections=settings.warm_connections,
+                               max_upstream_body_bytes=settings.max_upstream_body_bytes,
+                               max_sse_event_bytes=settings.max_sse_event_bytes)
         pool = InstancePool(registry or Registry(), context)
         self.reloader = Reloader(source, pool, self.metrics, drain_timeout=settings.drain_timeout)
         self.shadow = ShadowRunner(self.metrics, settings.shadow_concurrency,
@@ -95,13 +98,17 @@ class ProxyServer:
                         self.reloader.status.error)
         client, admin_app = self._apps()
         admin_host = self.settings.admin_host or self.settings.host
-        for app, host, port in ((client, self.settings.host, self.settings.port),
-                                (admin_app, admin_host, self.settings.admin_port)):
+        limit = self.settings.max_client_connections
+        for app, host, port, most in ((client, self.settings.host, self.settings.port, limit),
+                                      (admin_app, admin_host, self.settings.admin_port, 64)):
             # handler_cancellation: a client that disconnects cancels its upstream request.
+            # keepalive_timeout also bounds how long a new connection may take to send a head
+            # (aiohttp arms it at connect), which is what stops a slowloris client.
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                                   shutdown_timeout=self.settings.shutdown_timeout)
+                                   shutdown_timeout=self.settings.shutdown_timeout,
+                                   keepalive_timeout=self.settings.client_idle_timeout)
             await runner.setup()
-            site = web.TCPSite(runner, host, port, backlog=1024)
+            site = LimitedTCPSite(runner, host, port, max_connections=most, backlog=1024)
             await site.start()
             self._runners.append(runner)
         self.port = _site_port(self._runners[0])
