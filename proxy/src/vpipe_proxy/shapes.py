@@ -150,7 +150,7 @@ def _chat_tools(body: dict[str, Any]) -> None:
 def _chat_message(message: Any, where: str) -> None:
     message = _item(message, where)
     role = message.get("role")
-    if role not in _CHAT_ROLES:
+    if not isinstance(role, str) or role not in _CHAT_ROLES:
         raise _fail(f"{where}.role", "one of " + ", ".join(sorted(_CHAT_ROLES)))
     content = message.get("content")
     if content is None:
@@ -210,7 +210,8 @@ def _responses_item(item: Any, where: str) -> None:
     if not isinstance(kind, str):
         raise _fail(f"{where}.type", f"a string, not {_kind(kind)}")
     if kind == "message":
-        if item.get("role") not in _RESPONSES_ROLES:
+        role = item.get("role")
+        if not isinstance(role, str) or role not in _RESPONSES_ROLES:
             raise _fail(f"{where}.role", "one of " + ", ".join(sorted(_RESPONSES_ROLES)))
         content = item.get("content")
         if not isinstance(content, str):

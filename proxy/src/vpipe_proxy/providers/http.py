@@ -116,12 +116,12 @@ class HTTPProvider:
         response.release()
         secrets = self._secrets_for(call)
         data = redact_bytes(data, secrets)
-        if b'"error"' in data and _is_error_body(data, anthropic_too=True):
-            # Some upstreams answer 200 with an error object: that is no completion.
-            self.health.record(False, "HTTP 200 with an error body")
+        problem = _not_an_answer(data)
+        if problem is not None:
+            self.health.record(False, "HTTP 200 without an answer")
             raise ProxyError(502, "upstream_error",
-                             f"{self._where} answered 200 with an error for pipeline "
-                             f"'{call.pipeline}': {_reason(data, secrets)}",
+                             f"{self._where} answered 200 {problem} for pipeline "
+                             f"'{call.pipeline}'",
                              headers={"x-vpipe-upstream-status": "200"})
         self.health.record(True)
         return Reply(200, body=data, content_type=content_type)
@@ -171,7 +171,7 @@ class HTTPProvider:
             headers["retry-after"] = redact_text(retry, secrets)
         if status in _PASS_THROUGH:
             self.health.record(True)
-            if _is_error_body(data):
+            if _is_error_body(data, call.protocol):
                 return Reply(status, body=data, headers=headers)
             raise ProxyError(status, "upstream_rejected",
                              f"{self._where} answered {status}: {_reason(data, secrets)}",
@@ -208,9 +208,9 @@ def _auth_header(scheme: str, secret: str) -> tuple[str, str]:
     raise ConfigLoadError(f"unknown auth scheme {scheme!r}")
 
 
-def _is_error_body(data: bytes, *, anthropic_too: bool = False) -> bool:
-    """An OpenAI- or Anthropic-shaped error object: both nest {message, ...} under "error";
-    with `anthropic_too`, also a bare {"type": "error"} or {"error": "text"}."""
+def _is_error_body(data: bytes, protocol: str) -> bool:
+    """An error object in `protocol`'s shape: both nest {message, ...} under "error", and
+    Anthropic's says "type": "error" beside it. Only such a body passes through as it is."""
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -218,9 +218,24 @@ def _is_error_body(data: bytes, *, anthropic_too: bool = False) -> bool:
     if not isinstance(parsed, dict):
         return False
     error = parsed.get("error")
-    if isinstance(error, dict):
-        return True
-    return anthropic_too and (parsed.get("type") == "error" or isinstance(error, str))
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return False
+    return protocol != "anthropic-messages" or parsed.get("type") == "error"
+
+
+def _not_an_answer(data: bytes) -> str | None:
+    """Why a 200 body is no answer (not a JSON object; an error object, which some upstreams
+    send with 200), or None. One orjson parse: microseconds for a usual reply."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return "with a body that is not JSON"
+    if not isinstance(parsed, dict):
+        return f"with a JSON {type(parsed).__name__} instead of an object"
+    error = parsed.get("error")
+    if isinstance(error, (dict, str)) or parsed.get("type") == "error":
+        return "with an error: " + _reason(data)
+    return None
 
 
 def _check_forwarded(headers: list[tuple[str, str]]) -> None:
