@@ -246,14 +246,21 @@ def stream_events_ok(body: bytes) -> bool:
     return True
 
 
-def problems(path: str, answer: Answer, *, client_fault: bool) -> list[str]:
-    """What is wrong with `answer` (empty: nothing)."""
+NATIVE = {("/v1/chat/completions", "chat"), ("/v1/embeddings", "chat"),
+          ("/v1/responses", "resp"), ("/v1/messages", "anth"), ("/v1/messages/count_tokens", "anth")}
+
+
+def problems(path: str, answer: Answer, *, client_fault: bool,
+             check_events: bool = True) -> list[str]:
+    """What is wrong with `answer` (empty: nothing). Native streams are forwarded byte for byte
+    (not parsed, for speed), so `check_events` is off where the upstream's own events are
+    garbage."""
     found = []
     if answer.status == 500 or (client_fault and answer.status >= 500):
         found.append(f"status {answer.status}")
     content_type = answer.headers.get("content-type", "")
     if content_type.startswith("text/event-stream"):
-        if not stream_events_ok(answer.body):
+        if check_events and not stream_events_ok(answer.body):
             found.append("a stream event is not JSON")
     elif answer.status >= 400 and not error_shaped(path, answer.body):
         found.append(f"error body not protocol-shaped: {answer.body[:200]!r}")

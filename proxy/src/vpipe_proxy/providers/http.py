@@ -140,8 +140,7 @@ class HTTPProvider:
         try:
             async for chunk in response.iter_chunks():
                 if limit:
-                    end = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\n\r\n"))
-                    pending = len(chunk) - end if end >= 0 else pending + len(chunk)
+                    pending = _event_bytes(pending, chunk, limit)
                     if pending > limit:
                         self.health.record(False, "oversized stream event")
                         raise ProxyError(
@@ -221,6 +220,22 @@ def _is_error_body(data: bytes, protocol: str) -> bool:
     if not isinstance(error, dict) or not isinstance(error.get("message"), str):
         return False
     return protocol != "anthropic-messages" or parsed.get("type") == "error"
+
+
+def _event_bytes(pending: int, chunk: bytes, limit: int) -> int:
+    """Bytes of the event still open after `chunk`, or more than `limit` as soon as any event
+    in it grew past `limit`. `pending`: bytes of the event open before it."""
+    if pending + len(chunk) <= limit:  # the usual case: no event can be too long
+        end = chunk.rfind(b"\n\n")
+        return len(chunk) - end - 2 if end >= 0 else pending + len(chunk)
+    start = 0
+    while True:
+        end = chunk.find(b"\n\n", start)
+        if end < 0:
+            return pending + len(chunk) - start
+        if pending + end - start > limit:
+            return pending + end - start
+        pending, start = 0, end + 2
 
 
 def _not_an_answer(data: bytes) -> str | None:
