@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import ClientPayloadError, web
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
-from vpipe_proxy import shapes
+from vpipe_proxy import content_encoding, shapes
 from vpipe_proxy.errors import ProxyError, anthropic_body, bad_request, internal_error
 from vpipe_proxy.llmswitch.anthropic_openai import TOOL_ARGUMENTS_INVALID, UNSUPPORTED_FIELD
 from vpipe_proxy.metrics import UNROUTED
@@ -73,19 +74,12 @@ def error_response(error: ProxyError, dialect: Dialect | None = None) -> web.Res
     return web.Response(status=error.status, body=body, content_type=_JSON, headers=error.headers)
 
 
-_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br"})
-
-
 async def _read_json(request: web.Request, limit: int,
                      body_seconds: float) -> tuple[dict[str, Any], bytes]:
     if request.content_length is not None and request.content_length > limit:
         raise ProxyError(413, "request_too_large",
                          f"Request body is {request.content_length} bytes; this proxy accepts "
                          f"at most {limit} (VPIPE_MAX_BODY_BYTES). Send a smaller request.")
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in _ENCODINGS:
-        raise bad_request(f"Content-Encoding {encoding!r} is not supported; send the body "
-                          "uncompressed or as gzip, deflate or br.", code="bad_content_encoding")
     try:
         async with asyncio.timeout(body_seconds or None):
             raw = await request.read()
@@ -97,12 +91,12 @@ async def _read_json(request: web.Request, limit: int,
         raise ProxyError(408, "request_timeout",
                          f"The request body did not arrive within {body_seconds:g}s "
                          "(VPIPE_CLIENT_BODY_TIMEOUT).") from None
-    except (HttpProcessingError, ClientPayloadError) as e:
-        # A body that does not decode as its Content-Encoding or Transfer-Encoding says.
-        reason = e.message if isinstance(e, HttpProcessingError) else str(e)
-        raise bad_request(f"The request body could not be read: {reason}. Check "
-                          "Content-Encoding and the body bytes.",
-                          code="bad_content_encoding") from None
+    except (HttpProcessingError, RequestPayloadError) as e:
+        # A body that does not frame as its Transfer-Encoding says.
+        raise bad_request(f"The request body could not be read ({e}); check how it is framed.",
+                          code="bad_body") from None
+    if "Content-Encoding" in request.headers:
+        raw = content_encoding.decode(raw, request.headers["Content-Encoding"], limit)
     if not raw:
         raise bad_request("Request body is empty; send a JSON object such as "
                           '{"model": "...", "messages": [...]}.')

@@ -104,9 +104,12 @@ class ProxyServer:
             # handler_cancellation: a client that disconnects cancels its upstream request.
             # keepalive_timeout also bounds how long a new connection may take to send a head
             # (aiohttp arms it at connect), which is what stops a slowloris client.
+            # auto_decompress off: the front end decodes bodies itself (content_encoding.py),
+            # answering a bad one in the client's protocol instead of aiohttp's plain text.
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                    shutdown_timeout=self.settings.shutdown_timeout,
-                                   keepalive_timeout=self.settings.client_idle_timeout)
+                                   keepalive_timeout=self.settings.client_idle_timeout,
+                                   auto_decompress=False)
             await runner.setup()
             site = LimitedTCPSite(runner, host, port, max_connections=most, backlog=1024)
             await site.start()

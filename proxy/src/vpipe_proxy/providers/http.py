@@ -21,6 +21,7 @@ from vpipe_proxy.credentials import resolve_secret
 from vpipe_proxy.errors import ConfigLoadError, ProxyError
 from vpipe_proxy.modules import Call, Health, Reply
 from vpipe_proxy.redact import client_keys, redact_bytes, redact_text, secrets_of
+from vpipe_proxy.sse import EventCutter, EventTooLarge
 
 # Upstream statuses that are about the client's request: the client sees them as they are.
 _PASS_THROUGH = frozenset({400, 404, 409, 413, 415, 422, 429})
@@ -135,21 +136,25 @@ class HTTPProvider:
         self, response: upstream_client.UpstreamResponse, call: Call
     ) -> AsyncIterator[bytes]:
         secrets = self._secrets_for(call)
-        limit = self._max_event
-        pending = 0  # bytes since the last event boundary
+        cutter = EventCutter(self._max_event) if self._max_event else None
         try:
             async for chunk in response.iter_chunks():
-                if limit:
-                    pending = _event_bytes(pending, chunk, limit)
-                    if pending > limit:
+                if cutter is not None:
+                    try:
+                        chunk = cutter.feed(chunk)
+                    except EventTooLarge:
                         self.health.record(False, "oversized stream event")
                         raise ProxyError(
                             502, "upstream_event_too_large",
                             f"pipeline '{call.pipeline}', {self._where}: one stream event "
-                            f"exceeds {limit} bytes (VPIPE_MAX_SSE_EVENT_BYTES)")
-                # A key split across two chunks escapes this check; upstreams echo headers
-                # whole, in one event, in practice.
+                            f"exceeds {self._max_event} bytes (VPIPE_MAX_SSE_EVENT_BYTES)"
+                        ) from None
+                    if not chunk:
+                        continue
+                # Whole events only (with the cutter), so an echoed key is never split.
                 yield redact_bytes(chunk, secrets)
+            if cutter is not None and (rest := cutter.rest()):
+                yield redact_bytes(rest, secrets)
         except upstream_client.UpstreamError as e:
             raise self._failure(e, call) from e
         finally:
@@ -220,22 +225,6 @@ def _is_error_body(data: bytes, protocol: str) -> bool:
     if not isinstance(error, dict) or not isinstance(error.get("message"), str):
         return False
     return protocol != "anthropic-messages" or parsed.get("type") == "error"
-
-
-def _event_bytes(pending: int, chunk: bytes, limit: int) -> int:
-    """Bytes of the event still open after `chunk`, or more than `limit` as soon as any event
-    in it grew past `limit`. `pending`: bytes of the event open before it."""
-    if pending + len(chunk) <= limit:  # the usual case: no event can be too long
-        end = chunk.rfind(b"\n\n")
-        return len(chunk) - end - 2 if end >= 0 else pending + len(chunk)
-    start = 0
-    while True:
-        end = chunk.find(b"\n\n", start)
-        if end < 0:
-            return pending + len(chunk) - start
-        if pending + end - start > limit:
-            return pending + end - start
-        pending, start = 0, end + 2
 
 
 def _not_an_answer(data: bytes) -> str | None:
