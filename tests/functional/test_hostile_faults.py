@@ -108,7 +108,7 @@ async def test_upstream_echoing_keys_leaks_neither(proxy: ProxyServer, upstream:
     for status in (400, 500):
         upstream.script = Script(status=status, echo_headers=True)
         with pytest.raises(openai.APIStatusError) as caught:
-            await client.chat.completions.create(model="chat-x", messages=HELLO)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="chat-x", messages=HELLO)
         text = caught.value.response.text + str(caught.value.response.headers)
         assert "[redacted]" in text
         assert PROVIDER_KEY not in text and CLIENT_KEY not in text
@@ -117,7 +117,7 @@ async def test_upstream_echoing_keys_leaks_neither(proxy: ProxyServer, upstream:
         "id": "msg", "type": "message", "role": "assistant", "model": "m",
         "content": [{"type": "text", "text": f"your key is {PROVIDER_KEY}"}],
         "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}))
-    answer = await client.chat.completions.create(model="anth-x", messages=HELLO)  # type: ignore[arg-type]
+    answer = await client.chat.completions.create(model="anth-x", messages=HELLO)
     assert answer.choices[0].message.content == "your key is [redacted]"
     assert PROVIDER_KEY not in caplog.text and CLIENT_KEY not in caplog.text
 
@@ -126,7 +126,7 @@ async def test_a_200_mb_reply_is_cut_at_the_cap(proxy: ProxyServer, upstream: Sc
                                                 client: AsyncOpenAI) -> None:
     upstream.script = Script(generate=200 * MB)
     with pytest.raises(openai.APIStatusError) as caught:
-        await client.chat.completions.create(model="chat-x", messages=HELLO)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="chat-x", messages=HELLO)
     assert caught.value.status_code == 502
     assert "larger than 8388608 bytes" in caught.value.message
     await asyncio.sleep(0.2)
@@ -137,7 +137,7 @@ async def test_an_oversized_event_ends_the_stream_in_band(proxy: ProxyServer,
                                                           upstream: ScriptedUpstream,
                                                           client: AsyncOpenAI) -> None:
     upstream.script = Script(generate=200 * MB, headers={"Content-Type": "text/event-stream"})
-    stream = await client.chat.completions.create(model="chat-x", messages=HELLO, stream=True)  # type: ignore[arg-type]
+    stream = await client.chat.completions.create(model="chat-x", messages=HELLO, stream=True)
     with pytest.raises(openai.APIError, match="VPIPE_MAX_SSE_EVENT_BYTES"):
         async for _ in stream:
             pass
@@ -149,7 +149,7 @@ async def test_200_with_an_error_body_is_502_naming_the_provider(
         proxy: ProxyServer, upstream: ScriptedUpstream, client: AsyncOpenAI) -> None:
     upstream.script = Script(body=orjson.dumps({"error": {"message": "quota gone"}}))
     with pytest.raises(openai.APIStatusError) as caught:
-        await client.chat.completions.create(model="chat-x", messages=HELLO)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="chat-x", messages=HELLO)
     assert caught.value.status_code == 502
     assert "openai upstream 127.0.0.1" in caught.value.message
     assert "quota gone" in caught.value.message
@@ -158,7 +158,7 @@ async def test_200_with_an_error_body_is_502_naming_the_provider(
         upstream.script = Script(body=orjson.dumps(
             {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}))
         with pytest.raises(anthropic.APIStatusError) as failed:
-            await claude.messages.create(model="anth-x", max_tokens=5, messages=HELLO)  # type: ignore[list-item]
+            await claude.messages.create(model="anth-x", max_tokens=5, messages=HELLO)
         assert failed.value.status_code == 502 and "busy" in failed.value.message
 
 
@@ -168,7 +168,7 @@ async def test_retry_after_reaches_the_client(proxy: ProxyServer, upstream: Scri
         upstream.script = Script(status=status, headers={"Retry-After": "17"}, body=orjson.dumps(
             {"error": {"message": "slow down", "type": "rate_limit_error"}}))
         with pytest.raises(openai.APIStatusError) as caught:
-            await client.chat.completions.create(model="chat-x", messages=HELLO)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="chat-x", messages=HELLO)
         assert caught.value.response.headers["retry-after"] == "17"
 
 
@@ -181,7 +181,7 @@ async def test_client_faults_leave_the_provider_healthy(proxy: ProxyServer) -> N
         assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
         assert b"x-request-id" in answer
     # A client that hangs up mid-request is not the upstream's failure either.
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(head + b"\r\n" + body[:5])
     await writer.drain()
     writer.close()
@@ -223,7 +223,7 @@ async def test_a_stream_converter_crash_ends_in_band(proxy: ProxyServer,
                                         max_retries=0) as claude:
         with pytest.raises(anthropic.APIError):
             async with claude.messages.stream(model="chat-x", max_tokens=5,
-                                              messages=HELLO) as stream:  # type: ignore[arg-type]
+                                              messages=HELLO) as stream:
                 async for _ in stream:
                     pass
     assert proxy._watch is not None and not proxy._watch.done()
