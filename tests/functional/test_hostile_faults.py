@@ -35,7 +35,8 @@ async def proxy(config_dir: Path, upstream: ScriptedUpstream) -> AsyncIterator[P
     async with running_upstream(upstream) as url:
         write_resources(config_dir, gateway_resources(url))
         async with running_proxy(config_dir, environ={"VPIPE_SECRET_UP_KEY": PROVIDER_KEY},
-                                 client_idle_timeout=0.5, max_client_connections=8,
+                                 client_idle_timeout=0.5, client_body_timeout=0.3,
+                                 max_client_connections=8,
                                  max_upstream_body_bytes=8 * MB,
                                  max_sse_event_bytes=MB) as server:
             yield server
@@ -83,6 +84,20 @@ async def test_slowloris_head_is_cut_off(proxy: ProxyServer) -> None:
     elapsed = asyncio.get_running_loop().time() - started
     writer.close()
     assert closed and elapsed < 3, elapsed
+
+
+async def test_a_slow_body_gets_408(proxy: ProxyServer) -> None:
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 100\r\n\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(head + b'{"model": ')  # and the other 90 bytes never come
+    await writer.drain()
+    head_back = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head_back.startswith(b"HTTP/1.1 408"), head_back
+    length = int(head_back.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    body = await asyncio.wait_for(reader.readexactly(length), 5)
+    writer.close()
+    assert orjson.loads(body)["error"]["code"] == "request_timeout"
 
 
 async def test_idle_connections_are_closed(proxy: ProxyServer) -> None:

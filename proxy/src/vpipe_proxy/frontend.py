@@ -81,8 +81,11 @@ async def _read_json(request: web.Request, limit: int,
                          f"Request body is {request.content_length} bytes; this proxy accepts "
                          f"at most {limit} (VPIPE_MAX_BODY_BYTES). Send a smaller request.")
     try:
-        async with asyncio.timeout(body_seconds or None):
-            raw = await request.read()
+        if request.content.is_eof() or not body_seconds:
+            raw = await request.read()  # the usual small body came with the head: no timer
+        else:
+            async with asyncio.timeout(body_seconds):
+                raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ProxyError(413, "request_too_large",
                          f"Request body exceeds {limit} bytes (VPIPE_MAX_BODY_BYTES). Send a "
@@ -90,7 +93,8 @@ async def _read_json(request: web.Request, limit: int,
     except TimeoutError:
         raise ProxyError(408, "request_timeout",
                          f"The request body did not arrive within {body_seconds:g}s "
-                         "(VPIPE_CLIENT_BODY_TIMEOUT).") from None
+                         "(VPIPE_CLIENT_BODY_TIMEOUT).",
+                         headers={"Connection": "close"}) from None
     except (HttpProcessingError, RequestPayloadError) as e:
         # A body that does not frame as its Transfer-Encoding says.
         raise bad_request(f"The request body could not be read ({e}); check how it is framed.",

@@ -130,7 +130,7 @@ class HTTPProvider:
     def _secrets_for(self, call: Call) -> tuple[str, ...]:
         """The provider's key and the client's own: neither may leave in an upstream's bytes."""
         client = client_keys(call.headers)
-        return secrets_of([*self._secrets, *client]) if client else self._secrets
+        return self._secrets + secrets_of(client) if client else self._secrets
 
     async def _relay(
         self, response: upstream_client.UpstreamResponse, call: Call
