@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import anthropic
 import openai
 import orjson
@@ -203,6 +204,28 @@ async def test_client_faults_leave_the_provider_healthy(proxy: ProxyServer) -> N
     await asyncio.sleep(0.1)
     health = _health(proxy)
     assert health.ok and health.failures == 0
+
+
+async def test_a_client_hanging_up_is_499_not_a_5xx(proxy: ProxyServer,
+                                                    upstream: ScriptedUpstream) -> None:
+    upstream.script = Script(delay=0.5, body=orjson.dumps({"choices": []}))
+    body = orjson.dumps({"model": "chat-x", "messages": HELLO})
+    _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                 b"application/json\r\nContent-Length: " + str(len(body)).encode()
+                 + b"\r\n\r\n" + body)
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.close()  # gone while the upstream is still thinking
+    await asyncio.sleep(0.6)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy.admin_url + "/metrics") as got:
+            metrics = await got.text()
+    lines = [line for line in metrics.splitlines()
+             if line.startswith("vpipe_requests_total") and 'route="chat"' in line]
+    assert any('status="499"' in line for line in lines), lines
+    assert not any('status="5' in line for line in lines), lines
+    assert _health(proxy).failures == 0
 
 
 @pytest.mark.parametrize(("encoding", "payload"), [

@@ -9,6 +9,7 @@ malformed or huge), an echo of the request headers, or a body of N bytes produce
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ class Script:
     chunks: list[bytes] | None = None  # sent one write each, as text/event-stream
     echo_headers: bool = False  # reply with the request's headers (as an upstream bug would)
     generate: int = 0  # a body of this many bytes, produced 1 MiB at a time
+    delay: float = 0.0  # seconds to wait before answering
 
 
 def _filler(n: int, unit: bytes) -> Iterator[bytes]:
@@ -49,6 +51,8 @@ class ScriptedUpstream:
         script = self.script
         if script is None:
             return await _valid(request, body)
+        if script.delay:
+            await asyncio.sleep(script.delay)
         if script.echo_headers:
             echoed = orjson.dumps({"error": {"message": f"headers: {dict(request.headers)}",
                                              "type": "invalid_request_error"}})

@@ -49,6 +49,7 @@ TRANSLATION_KINDS = {
     TOOL_ARGUMENTS_INVALID: "tool_args_invalid",
     "upstream_protocol_error": "conversion_error",
 }
+CLIENT_CLOSED = 499
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no"}
 
@@ -230,6 +231,11 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             if status >= 500:
                 state.metrics.upstream_error(pipeline, module, e.code)
         return error_response(e, dialect)
+    except (ConnectionError, asyncio.CancelledError):
+        # The client went away (handler cancelled, or its socket reset mid-stream): counted as
+        # 499, nginx's "client closed request", never as a 5xx of the route or the upstream.
+        status = CLIENT_CLOSED
+        raise
     except Exception as e:  # the client gets JSON, the log the traceback
         status = 500
         log.exception("request on route %s, pipeline %s failed unexpectedly",
