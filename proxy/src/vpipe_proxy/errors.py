@@ -89,3 +89,10 @@ def anthropic_body(error: ProxyError) -> bytes:
 
 def bad_request(message: str, *, param: str | None = None, code: str = "invalid_request") -> ProxyError:
     return ProxyError(400, code, message, param=param)
+
+
+def internal_error(error: BaseException) -> ProxyError:
+    """What the client sees for a bug: the exception's type, never its text or a traceback."""
+    return ProxyError(500, "internal_error",
+                      f"The proxy failed on this request ({type(error).__name__}); it is logged "
+                      "on the proxy. Retrying will not help until it is fixed; please report it.")

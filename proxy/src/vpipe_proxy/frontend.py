@@ -8,6 +8,7 @@ front-door path prefix (/team-a/v1/...), which the router matches against `pathP
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -16,8 +17,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
-from vpipe_proxy.errors import ProxyError, anthropic_body, bad_request
+from vpipe_proxy import content_encoding, shapes
+from vpipe_proxy.errors import ProxyError, anthropic_body, bad_request, internal_error
 from vpipe_proxy.llmswitch.anthropic_openai import TOOL_ARGUMENTS_INVALID, UNSUPPORTED_FIELD
 from vpipe_proxy.metrics import UNROUTED
 from vpipe_proxy.modules import Call, Reply
@@ -45,6 +49,7 @@ TRANSLATION_KINDS = {
     TOOL_ARGUMENTS_INVALID: "tool_args_invalid",
     "upstream_protocol_error": "conversion_error",
 }
+CLIENT_CLOSED = 499
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no"}
 
@@ -70,17 +75,33 @@ def error_response(error: ProxyError, dialect: Dialect | None = None) -> web.Res
     return web.Response(status=error.status, body=body, content_type=_JSON, headers=error.headers)
 
 
-async def _read_json(request: web.Request, limit: int) -> tuple[dict[str, Any], bytes]:
+async def _read_json(request: web.Request, limit: int,
+                     body_seconds: float) -> tuple[dict[str, Any], bytes]:
     if request.content_length is not None and request.content_length > limit:
         raise ProxyError(413, "request_too_large",
                          f"Request body is {request.content_length} bytes; this proxy accepts "
                          f"at most {limit} (VPIPE_MAX_BODY_BYTES). Send a smaller request.")
     try:
-        raw = await request.read()
+        if request.content.is_eof() or not body_seconds:
+            raw = await request.read()  # the usual small body came with the head: no timer
+        else:
+            async with asyncio.timeout(body_seconds):
+                raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ProxyError(413, "request_too_large",
                          f"Request body exceeds {limit} bytes (VPIPE_MAX_BODY_BYTES). Send a "
                          "smaller request.") from None
+    except TimeoutError:
+        raise ProxyError(408, "request_timeout",
+                         f"The request body did not arrive within {body_seconds:g}s "
+                         "(VPIPE_CLIENT_BODY_TIMEOUT).",
+                         headers={"Connection": "close"}) from None
+    except (HttpProcessingError, RequestPayloadError) as e:
+        # A body that does not frame as its Transfer-Encoding says.
+        raise bad_request(f"The request body could not be read ({e}); check how it is framed.",
+                          code="bad_body") from None
+    if "Content-Encoding" in request.headers:
+        raw = content_encoding.decode(raw, request.headers["Content-Encoding"], limit)
     if not raw:
         raise bad_request("Request body is empty; send a JSON object such as "
                           '{"model": "...", "messages": [...]}.')
@@ -91,6 +112,8 @@ async def _read_json(request: web.Request, limit: int) -> tuple[dict[str, Any], 
                           "Content-Type: application/json.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request(f"Request body must be a JSON object, got {type(body).__name__}.")
+    if shapes.may_be_too_deep(raw):
+        shapes.check_depth(body)
     return body, raw
 
 
@@ -106,76 +129,22 @@ def _model(body: dict[str, Any]) -> str:
     return model
 
 
-def _check_chat(body: dict[str, Any]) -> bool:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' must be a non-empty array of {role, content} objects.",
-                          param="messages")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise bad_request(f"'messages[{i}]' must be an object with a string 'role'.",
-                              param=f"messages[{i}]")
-    stream = body.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
-        raise bad_request("'stream' must be true or false.", param="stream")
-    return bool(stream)
-
-
-def _check_embeddings(body: dict[str, Any]) -> bool:
-    if "input" not in body:
-        raise bad_request("'input' is required: a string or an array of strings to embed.",
-                          param="input")
-    return False
-
-
-def _check_messages(body: dict[str, Any]) -> bool:
-    max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise bad_request("'max_tokens' is required and must be a positive integer.",
-                          param="max_tokens")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' must be a non-empty array of {role, content} objects.",
-                          param="messages")
-    stream = body.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
-        raise bad_request("'stream' must be true or false.", param="stream")
-    return bool(stream)
-
-
-def _check_responses(body: dict[str, Any]) -> bool:
-    if not isinstance(body.get("input"), (str, list)) or not body["input"]:
-        raise bad_request("'input' is required: a string or a non-empty array of input items.",
-                          param="input")
-    stream = body.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
-        raise bad_request("'stream' must be true or false.", param="stream")
-    return bool(stream)
-
-
 def _responses_stream_error(error: ProxyError) -> bytes:
     event = {"type": "error", "code": error.code, "message": error.message,
              "param": error.param, "sequence_number": 0}
     return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
-OPENAI_CHAT = Dialect("openai-chat", "/chat/completions", _check_chat, _openai_error,
+OPENAI_CHAT = Dialect("openai-chat", "/chat/completions", shapes.check_chat, _openai_error,
                       lambda e: b"data: " + e.openai_body() + b"\n\n")
-OPENAI_EMBEDDINGS = Dialect("openai-embeddings", "/embeddings", _check_embeddings, _openai_error,
+OPENAI_EMBEDDINGS = Dialect("openai-embeddings", "/embeddings", shapes.check_embeddings, _openai_error,
                             lambda e: b"data: " + e.openai_body() + b"\n\n")
-def _check_count_tokens(body: dict[str, Any]) -> bool:
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise bad_request("'messages' must be a non-empty array of {role, content} objects.",
-                          param="messages")
-    return False
-
-
 ANTHROPIC_COUNT_TOKENS = Dialect(
-    "anthropic-messages", "/messages/count_tokens", _check_count_tokens, anthropic_body,
+    "anthropic-messages", "/messages/count_tokens", shapes.check_count_tokens, anthropic_body,
     lambda e: b"event: error\ndata: " + anthropic_body(e) + b"\n\n", native_only=True)
-OPENAI_RESPONSES = Dialect("openai-responses", "/responses", _check_responses, _openai_error,
+OPENAI_RESPONSES = Dialect("openai-responses", "/responses", shapes.check_responses, _openai_error,
                            _responses_stream_error)
-ANTHROPIC_MESSAGES = Dialect("anthropic-messages", "/messages", _check_messages, anthropic_body,
+ANTHROPIC_MESSAGES = Dialect("anthropic-messages", "/messages", shapes.check_messages, anthropic_body,
                              lambda e: b"event: error\ndata: " + anthropic_body(e) + b"\n\n")
 
 
@@ -192,7 +161,8 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     module = pipeline = version = UNROUTED
     status = 500
     try:
-        body, raw = await _read_json(request, state.settings.max_body_bytes)
+        body, raw = await _read_json(request, state.settings.max_body_bytes,
+                                     state.settings.client_body_timeout)
         model = _model(body)
         stream = dialect.check(body)
         prefix = request.match_info.get("prefix", "")
@@ -261,6 +231,16 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             if status >= 500:
                 state.metrics.upstream_error(pipeline, module, e.code)
         return error_response(e, dialect)
+    except (ConnectionError, asyncio.CancelledError):
+        # The client went away (handler cancelled, or its socket reset mid-stream): counted as
+        # 499, nginx's "client closed request", never as a 5xx of the route or the upstream.
+        status = CLIENT_CLOSED
+        raise
+    except Exception as e:  # the client gets JSON, the log the traceback
+        status = 500
+        log.exception("request on route %s, pipeline %s failed unexpectedly",
+                      route.name if route else UNROUTED, pipeline)
+        return error_response(internal_error(e), dialect)
     finally:
         runtime.exit()
         state.metrics.request_done(route.name if route else UNROUTED, pipeline, version, module,
@@ -346,13 +326,20 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
                 await response.write(chunk)
                 if tap is not None:
                     tap.chunks.append(chunk)
-        except ProxyError as e:
+        except ConnectionError:
+            raise  # the client went away: nobody to tell, and not the upstream's fault
+        except Exception as failure:  # a started stream ends in-band
+            if isinstance(failure, ProxyError):
+                e = failure
+                log.warning("stream on route %s failed: %s", route.name, e.message)
+                state.metrics.upstream_error(pipeline, module, e.code)
+            else:
+                log.exception("stream on route %s broke unexpectedly", route.name)
+                e = internal_error(failure)
             if tap is not None:
                 tap.status = e.status
             # Headers are gone already: tell the client in-band, in its protocol's way.
-            log.warning("stream on route %s failed: %s", route.name, e.message)
             state.metrics.translation_event(route.name, pipeline, "stream_abort")
-            state.metrics.upstream_error(pipeline, module, e.code)
             await response.write(dialect.stream_error(e))
         await response.write_eof()
         if tap is not None:

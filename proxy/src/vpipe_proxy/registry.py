@@ -29,6 +29,8 @@ class BuildContext:
     secrets_dir: str
     environ: Mapping[str, str]
     warm_connections: int = 1
+    max_upstream_body_bytes: int = 0  # 0: unbounded (settings give the real defaults)
+    max_sse_event_bytes: int = 0
 
 
 Factory = Callable[[str, dict[str, Any], BuildContext], Module]
@@ -50,7 +52,9 @@ def _provider(key: str, raw: dict[str, Any], context: BuildContext) -> Module:
             f"instance {key}: provider protocol '{config.protocol}' is not implemented by this proxy"
         )
     return HTTPProvider(key, config, secrets_dir=context.secrets_dir, environ=context.environ,
-                        warm_connections=context.warm_connections)
+                        warm_connections=context.warm_connections,
+                        max_body_bytes=context.max_upstream_body_bytes,
+                        max_event_bytes=context.max_sse_event_bytes)
 
 
 HTTP_PROTOCOLS = frozenset({"openai-chat", "anthropic-messages", "openai-responses"})

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from vpipe_proxy import admin, frontend
+from vpipe_proxy.client_limits import LimitedTCPSite
 from vpipe_proxy.errors import ConfigLoadError
 from vpipe_proxy.metrics import Metrics
 from vpipe_proxy.pool import InstancePool
@@ -55,7 +56,9 @@ class ProxyServer:
         self.supervisor = Supervisor(self.metrics.registry)
         context = BuildContext(secrets_dir=settings.secrets_dir,
                                environ=os.environ if environ is None else environ,
-                               warm_connections=settings.warm_connections)
+                               warm_connections=settings.warm_connections,
+                               max_upstream_body_bytes=settings.max_upstream_body_bytes,
+                               max_sse_event_bytes=settings.max_sse_event_bytes)
         pool = InstancePool(registry or Registry(), context)
         self.reloader = Reloader(source, pool, self.metrics, self.supervisor,
                                  drain_timeout=settings.drain_timeout)
@@ -66,6 +69,7 @@ class ProxyServer:
         self.state = ProxyState(settings, self.reloader, self.metrics, self.shadow, self.threads,
                                 self.supervisor)
         self._runners: list[web.AppRunner] = []
+        self._watch: asyncio.Task[None] | None = None  # the config watcher, under the supervisor
         self.port = 0
         self.admin_port = 0
 
@@ -99,19 +103,27 @@ class ProxyServer:
                         self.reloader.status.error)
         client, admin_app = self._apps()
         admin_host = self.settings.admin_host or self.settings.host
-        for app, host, port in ((client, self.settings.host, self.settings.port),
-                                (admin_app, admin_host, self.settings.admin_port)):
+        limit = self.settings.max_client_connections
+        for app, host, port, most in ((client, self.settings.host, self.settings.port, limit),
+                                      (admin_app, admin_host, self.settings.admin_port, 64)):
             # handler_cancellation: a client that disconnects cancels its upstream request.
+            # keepalive_timeout also bounds how long a new connection may take to send a head
+            # (aiohttp arms it at connect), which is what stops a slowloris client.
+            # auto_decompress off: the front end decodes bodies itself (content_encoding.py),
+            # answering a bad one in the client's protocol instead of aiohttp's plain text.
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                                   shutdown_timeout=self.settings.shutdown_timeout)
+                                   shutdown_timeout=self.settings.shutdown_timeout,
+                                   keepalive_timeout=self.settings.client_idle_timeout,
+                                   auto_decompress=False)
             await runner.setup()
-            site = web.TCPSite(runner, host, port, backlog=1024)
+            site = LimitedTCPSite(runner, host, port, max_connections=most, backlog=1024)
             await site.start()
             self._runners.append(runner)
         self.port = _site_port(self._runners[0])
         self.admin_port = _site_port(self._runners[1])
         poll = self.settings.poll_interval
-        self.supervisor.keep_running("config-watcher", lambda: self.reloader.watch(poll))
+        self._watch = self.supervisor.keep_running("config-watcher",
+                                                   lambda: self.reloader.watch(poll))
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, close every instance: at most

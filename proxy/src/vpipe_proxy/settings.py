@@ -29,6 +29,22 @@ class Settings:
     """Admin port: /metrics, /healthz, /readyz, /debug (VPIPE_ADMIN_PORT)."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body accepted, bytes (VPIPE_MAX_BODY_BYTES); larger gets 413."""
+    client_body_timeout: float = 60.0
+    """Seconds a client has to send a request body once its head arrived
+    (VPIPE_CLIENT_BODY_TIMEOUT); slower gets 408. 0 turns the limit off."""
+    client_idle_timeout: float = 30.0
+    """Seconds a client connection may sit idle between requests, and also the time a new
+    connection has to deliver a complete request head (VPIPE_CLIENT_IDLE_TIMEOUT); then it is
+    closed, so a slowloris client cannot hold sockets."""
+    max_client_connections: int = 4096
+    """Client connections open at once on the client port (VPIPE_MAX_CLIENT_CONNECTIONS); one
+    more is closed at once. Keep it below the process's file-descriptor limit."""
+    max_upstream_body_bytes: int = 64 * 1024 * 1024
+    """Largest non-streamed upstream reply read, bytes (VPIPE_MAX_UPSTREAM_BODY_BYTES); a larger
+    one is a 502 and its connection is dropped."""
+    max_sse_event_bytes: int = 4 * 1024 * 1024
+    """Largest single server-sent event from an upstream, bytes (VPIPE_MAX_SSE_EVENT_BYTES); a
+    larger one ends the stream with an in-band error (or a 502 before it started)."""
     secrets_dir: str = "/var/run/vpipe/secrets"
     """Where Secrets are mounted as <dir>/<secret>/<key> (VPIPE_SECRETS_DIR)."""
     poll_interval: float = 1.0

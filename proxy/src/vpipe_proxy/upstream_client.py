@@ -363,13 +363,21 @@ class UpstreamResponse:
                 return value
         return None
 
-    async def read(self) -> bytes:
-        """The whole body; raises UpstreamTimeout("total") or UpstreamProtocolError."""
+    async def read(self, limit: int = 0) -> bytes:
+        """The whole body; raises UpstreamTimeout("total") or UpstreamProtocolError, also when
+        the body exceeds `limit` bytes (0: no limit); the connection is then dropped."""
         conn = self._live()
         parts: list[bytes] = []
         while True:
             if conn.chunks:
                 parts += conn.take_all()
+                if limit and conn.body_bytes > limit:
+                    conn.keep_alive = False
+                    conn.error = UpstreamProtocolError(
+                        f"upstream {self._pool._where} sent a body larger than {limit} bytes "
+                        "(VPIPE_MAX_UPSTREAM_BODY_BYTES)")
+                    conn.abort()
+                    raise conn.error
             if conn.complete:
                 break
             if conn.error is not None:

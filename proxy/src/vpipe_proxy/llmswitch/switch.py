@@ -46,14 +46,28 @@ class _StreamConverter(Protocol):
     def finish(self) -> bytes: ...
 
 
-async def _converted(chunks: AsyncIterator[bytes],
-                     converter: _StreamConverter) -> AsyncIterator[bytes]:
+# What a converter raises on a provider reply of the wrong shape (a missing key, a string where
+# an object belongs, nesting too deep to serialise): the provider's fault, never a crash.
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+
+
+def _wrong_shape(call: Call, protocol: str, error: Exception) -> ProxyError:
+    return ProxyError(502, "upstream_protocol_error",
+                      f"pipeline '{call.pipeline}': the provider's {protocol} reply has the "
+                      f"wrong shape ({type(error).__name__}: {str(error)[:200]})")
+
+
+async def _converted(chunks: AsyncIterator[bytes], converter: _StreamConverter, call: Call,
+                     protocol: str) -> AsyncIterator[bytes]:
     try:
-        async for chunk in chunks:
-            out = converter.feed(chunk)
-            if out:
-                yield out
-        tail = converter.finish()
+        try:
+            async for chunk in chunks:
+                out = converter.feed(chunk)
+                if out:
+                    yield out
+            tail = converter.finish()
+        except _SHAPE_ERRORS as e:  # ProxyError is none of these
+            raise _wrong_shape(call, protocol, e) from e
         if tail:
             yield tail
     finally:
@@ -91,14 +105,19 @@ def converting(step: Conversion) -> Switch:
             if reply.status != 200:
                 raise _provider_error(reply)
             if reply.chunks is not None:
-                return Reply(200, chunks=_converted(reply.chunks, step.stream(call)),
+                return Reply(200, chunks=_converted(reply.chunks, step.stream(call), call,
+                                                    step.protocol),
                              content_type="text/event-stream", release=reply.release)
             try:
                 data = orjson.loads(reply.body)
             except orjson.JSONDecodeError as e:
                 raise ProxyError(502, "upstream_protocol_error",
                                  f"the provider's reply is not JSON: {e}") from e
-            return Reply(200, body=orjson.dumps(step.reply(data, call)), headers=reply.headers)
+            try:
+                body = orjson.dumps(step.reply(data, call))
+            except _SHAPE_ERRORS as e:
+                raise _wrong_shape(call, step.protocol, e) from e
+            return Reply(200, body=body, headers=reply.headers)
 
         return switch
 

@@ -20,6 +20,8 @@ from vpipe_api.protocols import provider_accepts
 from vpipe_proxy.credentials import resolve_secret
 from vpipe_proxy.errors import ConfigLoadError, ProxyError
 from vpipe_proxy.modules import Call, Health, Reply
+from vpipe_proxy.redact import client_keys, redact_bytes, redact_text, secrets_of
+from vpipe_proxy.sse import EventCutter, EventTooLarge
 
 # Upstream statuses that are about the client's request: the client sees them as they are.
 _PASS_THROUGH = frozenset({400, 404, 409, 413, 415, 422, 429})
@@ -38,6 +40,8 @@ class HTTPProvider:
         secrets_dir: str,
         environ: Mapping[str, str],
         warm_connections: int = 1,
+        max_body_bytes: int = 0,
+        max_event_bytes: int = 0,
     ) -> None:
         if config.base_url is None:
             raise ConfigLoadError(f"provider {key}: family {config.family} needs a baseUrl")
@@ -58,12 +62,16 @@ class HTTPProvider:
                                               total=t.total),
         )
         self._headers: list[tuple[str, str]] = []
+        self._secrets: tuple[str, ...] = ()
+        self._max_body = max_body_bytes
+        self._max_event = max_event_bytes
 
     async def start(self) -> None:
         headers = [("content-type", "application/json"), _USER_AGENT]
         if self.config.credentials is not None:
             secret = resolve_secret(self.config.credentials, self._secrets_dir, self._environ)
             headers.append(_auth_header(self.config.auth, secret))
+            self._secrets = secrets_of([secret])
         headers += list(self.config.headers.items())
         self._headers = headers
         if self._warm:
@@ -90,6 +98,7 @@ class HTTPProvider:
         headers = self._headers
         forwarded = [(h, v) for h in _FORWARDED_CLIENT_HEADERS if (v := call.headers.get(h))]
         if forwarded:
+            _check_forwarded(forwarded)
             headers = headers + forwarded
         try:
             response = await self._pool.request("POST", call.endpoint, headers, body)
@@ -103,20 +112,51 @@ class HTTPProvider:
             return Reply(200, chunks=self._relay(response, call), content_type=content_type,
                          release=response.release)
         try:
-            data = await response.read()
+            data = await response.read(self._max_body)
         except upstream_client.UpstreamError as e:
             response.release()
             raise self._failure(e, call) from e
         response.release()
+        secrets = self._secrets_for(call)
+        data = redact_bytes(data, secrets)
+        problem = _not_an_answer(data)
+        if problem is not None:
+            self.health.record(False, "HTTP 200 without an answer")
+            raise ProxyError(502, "upstream_error",
+                             f"{self._where} answered 200 {problem} for pipeline "
+                             f"'{call.pipeline}'",
+                             headers={"x-vpipe-upstream-status": "200"})
         self.health.record(True)
         return Reply(200, body=data, content_type=content_type)
+
+    def _secrets_for(self, call: Call) -> tuple[str, ...]:
+        """The provider's key and the client's own: neither may leave in an upstream's bytes."""
+        client = client_keys(call.headers)
+        return self._secrets + secrets_of(client) if client else self._secrets
 
     async def _relay(
         self, response: upstream_client.UpstreamResponse, call: Call
     ) -> AsyncIterator[bytes]:
+        secrets = self._secrets_for(call)
+        cutter = EventCutter(self._max_event) if self._max_event else None
         try:
             async for chunk in response.iter_chunks():
-                yield chunk
+                if cutter is not None:
+                    try:
+                        chunk = cutter.feed(chunk)
+                    except EventTooLarge:
+                        self.health.record(False, "oversized stream event")
+                        raise ProxyError(
+                            502, "upstream_event_too_large",
+                            f"pipeline '{call.pipeline}', {self._where}: one stream event "
+                            f"exceeds {self._max_event} bytes (VPIPE_MAX_SSE_EVENT_BYTES)"
+                        ) from None
+                    if not chunk:
+                        continue
+                # Whole events only (with the cutter), so an echoed key is never split.
+                yield redact_bytes(chunk, secrets)
+            if cutter is not None and (rest := cutter.rest()):
+                yield redact_bytes(rest, secrets)
         except upstream_client.UpstreamError as e:
             raise self._failure(e, call) from e
         finally:
@@ -124,30 +164,32 @@ class HTTPProvider:
 
     async def _error_reply(self, response: upstream_client.UpstreamResponse, call: Call) -> Reply:
         try:
-            data = await response.read()
+            data = await response.read(self._max_body)
         except upstream_client.UpstreamError:
             data = b""
         finally:
             response.release()
         status = response.status
+        secrets = self._secrets_for(call)
+        data = redact_bytes(data, secrets)
+        headers = {"x-vpipe-upstream-status": str(status)}
+        if (retry := response.header("retry-after")) is not None:
+            headers["retry-after"] = redact_text(retry, secrets)
         if status in _PASS_THROUGH:
             self.health.record(True)
-            headers = {"x-vpipe-upstream-status": str(status)}
-            if (retry := response.header("retry-after")) is not None:
-                headers["retry-after"] = retry
-            if _is_error_body(data):
+            if _is_error_body(data, call.protocol):
                 return Reply(status, body=data, headers=headers)
             raise ProxyError(status, "upstream_rejected",
-                             f"{self._where} answered {status}: {_reason(data)}", headers=headers)
+                             f"{self._where} answered {status}: {_reason(data, secrets)}",
+                             headers=headers)
         self.health.record(False, f"HTTP {status}")
         if status in (401, 403):
             message = (f"{self._where} rejected the proxy's credentials ({status}) for pipeline "
                        f"'{call.pipeline}': check the Secret its credentials.secretRef names")
         else:
             message = (f"{self._where} failed with {status} for pipeline '{call.pipeline}': "
-                       f"{_reason(data)}")
-        raise ProxyError(502, "upstream_error", message,
-                         headers={"x-vpipe-upstream-status": str(status)})
+                       f"{_reason(data, secrets)}")
+        raise ProxyError(502, "upstream_error", message, headers=headers)
 
     def _failure(self, error: upstream_client.UpstreamError, call: Call) -> ProxyError:
         self.health.record(False, type(error).__name__)
@@ -172,16 +214,57 @@ def _auth_header(scheme: str, secret: str) -> tuple[str, str]:
     raise ConfigLoadError(f"unknown auth scheme {scheme!r}")
 
 
-def _is_error_body(data: bytes) -> bool:
-    """An OpenAI- or Anthropic-shaped error object: both nest {message, ...} under "error"."""
+def _is_error_body(data: bytes, protocol: str) -> bool:
+    """An error object in `protocol`'s shape: both nest {message, ...} under "error", and
+    Anthropic's says "type": "error" beside it. Only such a body passes through as it is."""
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
         return False
-    return isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
+    if not isinstance(parsed, dict):
+        return False
+    error = parsed.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return False
+    return protocol != "anthropic-messages" or parsed.get("type") == "error"
 
 
-def _reason(data: bytes, limit: int = 200) -> str:
+def _not_an_answer(data: bytes) -> str | None:
+    """Why a 200 body is no answer (not a JSON object; an error object, which some upstreams
+    send with 200), or None. One orjson parse: microseconds for a usual reply."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return "with a body that is not JSON"
+    if not isinstance(parsed, dict):
+        return f"with a JSON {type(parsed).__name__} instead of an object"
+    error = parsed.get("error")
+    if isinstance(error, (dict, str)) or parsed.get("type") == "error":
+        return "with an error: " + _reason(data)
+    return None
+
+
+def _check_forwarded(headers: list[tuple[str, str]]) -> None:
+    """Client header values sent on upstream must be header-safe: a bad one is the client's
+    fault (400), not the upstream's."""
+    for name, value in headers:
+        if "\r" in value or "\n" in value or not _latin1(value):
+            raise ProxyError(400, "invalid_header",
+                             f"header {name} holds characters that cannot be sent on (line "
+                             "breaks or non-latin-1); send plain ASCII.", param=name)
+
+
+def _latin1(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _reason(data: bytes, secrets: tuple[str, ...] = (), limit: int = 200) -> str:
     """A short reason from an upstream error body, never the whole payload."""
     try:
         parsed = orjson.loads(data)
@@ -192,5 +275,5 @@ def _reason(data: bytes, limit: int = 200) -> str:
                 data = str(message).encode()
     except orjson.JSONDecodeError:
         pass
-    text = data.decode("utf-8", "replace").strip() or "empty body"
+    text = redact_text(data.decode("utf-8", "replace").strip(), secrets) or "empty body"
     return text if len(text) <= limit else text[:limit] + "..."
