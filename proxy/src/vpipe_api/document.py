@@ -71,6 +71,7 @@ class ModuleRefDoc(_Doc):
 class PipelineDoc(_Doc):
     modules: list[ModuleRefDoc]
     accepts: list[str]  # client protocols the chain serves
+    hints: str = "drop"  # drop | refuse: what the llmswitch does with hint fields
 
 
 class CanaryDoc(_Doc):

@@ -200,6 +200,11 @@ class PipelineSpec(_Spec):
 
     description: str | None = Field(default=None, description="Free text for humans.")
     modules: list[ModuleSpec] = Field(min_length=1, description="Modules, first to last.")
+    hints: Literal["drop", "refuse"] = Field(
+        default="drop", description="What protocol conversion does with hint fields the "
+        "provider cannot use (cache keys, cache_control, metadata, context edits, server-side "
+        "tools): drop leaves them out and names them in the x-vpipe-dropped response header; "
+        "refuse answers 400 naming the field. Fields that change the answer are always refused.")
 
 
 class RouteMatch(_Spec):
