@@ -96,7 +96,9 @@ class ProviderSpec(_Spec):
     )
     model_map: dict[str, str] = Field(
         default_factory=dict,
-        description="Client model name -> upstream model name; unmapped names pass unchanged.",
+        description="Client model name -> upstream model name. Keys are exact names, globs "
+        "(claude-opus-*) or 're:<regex>'; an exact key wins, else the most specific pattern, "
+        "and '*' is the default. Names nothing matches pass unchanged.",
     )
     headers: dict[str, str] = Field(
         default_factory=dict, description="Extra request headers (never credentials)."

@@ -1,0 +1,123 @@
+"""Claude Code and Codex CLI, the real binaries, through a real proxy to each provider family.
+
+Aspects: each agent runs a two-turn task against a fake upstream of each protocol (OpenAI chat,
+Anthropic Messages, OpenAI Responses), reached through vpipe by a path prefix: the upstream
+answers the first turn with a streamed tool call whose JSON arguments arrive in fragments (read
+a file in the agent's work dir), the agent runs the tool and sends its result, the upstream
+answers with text quoting that result, and the test finds the file's secret in the agent's
+final output. The agent's own model names (claude-opus-5-5, gpt-5-codex) reach the upstream
+through modelMap's '*' default; hint fields the provider has no use for are counted as dropped,
+never refused. Skipped, saying why, when the agents are not installed (hack/lib/agents.sh).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.agents import agents
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.proxy import pipeline, route, running_proxy, write_resources
+from vpipe_proxy.server import ProxyServer
+
+SECRET = "vpipe-secret-4242"
+# path prefix -> the provider protocol behind it
+PROVIDERS = {"chat": "openai-chat", "anthropic": "anthropic-messages",
+             "responses": "openai-responses"}
+
+
+@pytest.fixture
+async def proxy(config_dir: Path, upstream_url: str) -> AsyncIterator[ProxyServer]:
+    docs = []
+    for prefix, protocol in PROVIDERS.items():
+        provider = {"family": "openai-compatible", "protocol": protocol, "baseUrl": upstream_url,
+                    "modelMap": {"*": "agent"}}
+        if protocol == "anthropic-messages":
+            provider = {"family": "anthropic", "baseUrl": upstream_url, "modelMap": {"*": "agent"},
+                        "credentials": {"secretRef": {"name": "anthropic", "key": "api-key"}}}
+        docs += [pipeline(f"to-{prefix}", provider),
+                 route(f"via-{prefix}", ["*"], f"to-{prefix}", match={"pathPrefix": f"/{prefix}"})]
+    strict = pipeline("strict", {"family": "openai-compatible", "baseUrl": upstream_url,
+                                 "modelMap": {"*": "agent"}})
+    strict["spec"]["hints"] = "refuse"
+    docs += [strict, route("via-strict", ["*"], "strict", match={"pathPrefix": "/strict"})]
+    write_resources(config_dir, docs)
+    environ = {"VPIPE_SECRET_ANTHROPIC_API_KEY": "sk-ant-upstream"}
+    async with running_proxy(config_dir, environ=environ, warm_connections=0) as server:
+        yield server
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, fake: FakeUpstream) -> Path:
+    directory = tmp_path / "work"
+    directory.mkdir()
+    notes = directory / "notes.txt"
+    notes.write_text(f"The secret is {SECRET}.\n")
+    fake.agent_calls = {"Read": {"file_path": str(notes)},
+                        "exec_command": {"cmd": "cat notes.txt"}}
+    return directory
+
+
+def _round_trip(fake: FakeUpstream, protocol: str) -> None:
+    """The upstream got the first turn, then the second carrying the tool result, streamed."""
+    turns = [s for s in fake.requests if s.body.get("model") == "agent"]
+    assert len(turns) >= 2, [s.path for s in fake.requests]
+    assert all(s.body.get("stream") for s in turns)
+    path = {"openai-chat": "/v1/chat/completions", "anthropic-messages": "/v1/messages",
+            "openai-responses": "/v1/responses"}[protocol]
+    assert {s.path for s in turns} == {path}
+
+
+def _dropped(proxy: ProxyServer, client: str, prefix: str) -> set[str]:
+    """Fields counted in vpipe_dropped_fields_total for this pair."""
+    pair = f"{client}->{PROVIDERS[prefix]}"
+    return {s.labels["field"] for metric in proxy.metrics.registry.collect()
+            if metric.name == "vpipe_dropped_fields" for s in metric.samples
+            if s.name.endswith("_total") and s.labels["pair"] == pair and s.value > 0}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("prefix", list(PROVIDERS))
+async def test_claude_code_two_turn_task(proxy: ProxyServer, fake: FakeUpstream, workdir: Path,
+                                         tmp_path: Path, prefix: str) -> None:
+    result = await agents.claude(f"{proxy.url}/{prefix}", "What does notes.txt say?", workdir,
+                                 tmp_path / "home")
+    assert result.get("is_error") is False, result
+    assert SECRET in str(result.get("result")), result
+    _round_trip(fake, PROVIDERS[prefix])
+    dropped = _dropped(proxy, "anthropic-messages", prefix)
+    if prefix == "anthropic":  # passed through as sent, beta flags included
+        assert dropped == set()
+        assert "context-management" in fake.requests[-1].headers["anthropic-beta"]
+    else:
+        assert {"context_management", "system[].cache_control", "thinking.display"} <= dropped
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("prefix", list(PROVIDERS))
+async def test_codex_two_turn_task(proxy: ProxyServer, fake: FakeUpstream, workdir: Path,
+                                   tmp_path: Path, prefix: str) -> None:
+    answer = await agents.codex(f"{proxy.url}/{prefix}/v1", "What does notes.txt say?", workdir,
+                                tmp_path / "home")
+    assert SECRET in answer
+    _round_trip(fake, PROVIDERS[prefix])
+    dropped = _dropped(proxy, "openai-responses", prefix)
+    if prefix == "responses":
+        assert dropped == set()
+    else:
+        assert {"include", "client_metadata", "tools[web_search]", "tools[namespace]",
+                "reasoning.summary"} <= dropped
+
+
+@pytest.mark.timeout(60)
+async def test_claude_code_shows_the_refusal_of_a_strict_pipeline(
+        proxy: ProxyServer, fake: FakeUpstream, workdir: Path, tmp_path: Path) -> None:
+    """hints: refuse: Claude Code's first hint is a 400 whose message the user reads."""
+    result = await agents.claude(f"{proxy.url}/strict", "What does notes.txt say?", workdir,
+                                 tmp_path / "home", ok=False)
+    assert result.get("is_error") is True
+    assert result.get("api_error_status") == 400
+    assert "pipeline 'strict' refuses hints (spec.hints: refuse)" in str(result.get("result"))
+    assert fake.requests == []
