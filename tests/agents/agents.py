@@ -14,6 +14,7 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -44,9 +45,40 @@ def binary(name: str) -> Path:
     return path
 
 
-def _base_env(home: Path) -> dict[str, str]:
+class Trap:
+    """An HTTP(S) proxy on 127.0.0.1 that refuses everything and remembers who asked.
+
+    The agents get it as HTTPS_PROXY/HTTP_PROXY with NO_PROXY=127.0.0.1, so the base URL is
+    reached directly and any call to the internet lands here instead (and fails)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        self.seen.append(line.decode(errors="replace").strip())
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> Trap:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+def _base_env(home: Path, trap: str) -> dict[str, str]:
     return {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-            "TERM": "dumb", "NO_PROXY": "127.0.0.1,localhost", "TMPDIR": str(home)}
+            "TERM": "dumb", "TMPDIR": str(home), "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost", "HTTPS_PROXY": trap, "HTTP_PROXY": trap,
+            "https_proxy": trap, "http_proxy": trap, "ALL_PROXY": trap}
 
 
 @dataclass
@@ -71,20 +103,20 @@ async def _run(argv: list[str], env: dict[str, str], cwd: Path) -> Run:
                err.decode(errors="replace"))
 
 
-def _claude_env(home: Path, base_url: str) -> dict[str, str]:
+def _claude_env(home: Path, base_url: str, trap: str) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
-    return {**_base_env(home), "ANTHROPIC_BASE_URL": base_url,
+    return {**_base_env(home, trap), "ANTHROPIC_BASE_URL": base_url,
            "ANTHROPIC_API_KEY": "sk-ant-vpipe-test", "CLAUDE_CONFIG_DIR": str(home / ".claude"),
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
            "DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1",
            "DISABLE_BUG_COMMAND": "1", "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1"}
 
 
-async def claude(base_url: str, prompt: str, workdir: Path, home: Path,
+async def claude(base_url: str, prompt: str, workdir: Path, home: Path, trap: Trap,
                  model: str = "claude-opus-5-5", ok: bool = True) -> dict[str, object]:
     """`claude -p PROMPT --output-format json` against `base_url`; its JSON result (`ok`: it
     must have succeeded)."""
-    env = _claude_env(home, base_url)
+    env = _claude_env(home, base_url, trap.url)
     run = await _run([str(binary("claude")), "-p", prompt, "--output-format", "json",
                       "--model", model, "--allowedTools", "Read", "--max-turns", "4"],
                      env, workdir)
@@ -95,7 +127,7 @@ async def claude(base_url: str, prompt: str, workdir: Path, home: Path,
     return result
 
 
-def _codex_env(home: Path, base_url: str, model: str) -> dict[str, str]:
+def _codex_env(home: Path, base_url: str, model: str, trap: str) -> dict[str, str]:
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(f"""\
@@ -106,6 +138,9 @@ check_for_update_on_startup = false
 [analytics]
 enabled = false
 
+[features]
+plugins = false  # else it clones its plugin marketplace from github.com
+
 [model_providers.vpipe]
 name = "vpipe"
 base_url = "{base_url}"
@@ -114,22 +149,23 @@ env_key = "VPIPE_TEST_KEY"
 request_max_retries = 0
 stream_max_retries = 0
 """)
-    return {**_base_env(home), "CODEX_HOME": str(codex_home), "VPIPE_TEST_KEY": "sk-vpipe-test"}
+    return {**_base_env(home, trap), "CODEX_HOME": str(codex_home), "VPIPE_TEST_KEY": "sk-vpipe-test"}
 
 
 def _last_message(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-async def codex(base_url: str, prompt: str, workdir: Path, home: Path,
-                model: str = "gpt-5-codex") -> str:
-    """`codex exec PROMPT` with a provider at `base_url` (wire_api responses); the last
-    message it printed."""
-    env = _codex_env(home, base_url, model)
+async def codex(base_url: str, prompt: str, workdir: Path, home: Path, trap: Trap,
+                model: str = "gpt-5-codex") -> tuple[str, list[dict[str, Any]]]:
+    """`codex exec --json PROMPT` with a provider at `base_url` (wire_api responses); the last
+    message it printed, and its JSON events (items run, turn usage)."""
+    env = _codex_env(home, base_url, model, trap.url)
     last = home / "last-message.txt"
     run = await _run([str(binary("codex")), "exec", "--skip-git-repo-check", "--ephemeral",
-                      "--strict-config", "--dangerously-bypass-approvals-and-sandbox",
+                      "--strict-config", "--dangerously-bypass-approvals-and-sandbox", "--json",
                       "-C", str(workdir), "-o", str(last), prompt], env, workdir)
     assert run.returncode == 0, f"codex failed ({run.returncode}): {run.stdout[-2000:]} " \
         f"{run.stderr[-3000:]}"
-    return _last_message(last)
+    events = [orjson.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    return _last_message(last), events

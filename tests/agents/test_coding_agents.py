@@ -5,9 +5,12 @@ Anthropic Messages, OpenAI Responses), reached through vpipe by a path prefix: t
 answers the first turn with a streamed tool call whose JSON arguments arrive in fragments (read
 a file in the agent's work dir), the agent runs the tool and sends its result, the upstream
 answers with text quoting that result, and the test finds the file's secret in the agent's
-final output. The agent's own model names (claude-opus-5-5, gpt-5-codex) reach the upstream
-through modelMap's '*' default; hint fields the provider has no use for are counted as dropped,
-never refused. Skipped, saying why, when the agents are not installed (hack/lib/agents.sh).
+final output. Usage (both turns' tokens), stop reasons and the tool run survive every pair. The
+agent's own model names (claude-opus-5-5, gpt-5-codex) reach the upstream through modelMap's
+'*' default; hints the provider has no use for are counted as dropped, and refused with a 400
+the user reads when the Pipeline says hints: refuse. Neither agent reaches for the internet: a
+trap proxy in HTTPS_PROXY sees no connection. Skipped, saying why, when the agents are not
+installed (hack/lib/agents.sh).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.agents import agents
+from tests.support.agent_script import USAGE_IN, USAGE_OUT
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import pipeline, route, running_proxy, write_resources
 from vpipe_proxy.server import ProxyServer
@@ -47,6 +51,13 @@ async def proxy(config_dir: Path, upstream_url: str) -> AsyncIterator[ProxyServe
     environ = {"VPIPE_SECRET_ANTHROPIC_API_KEY": "sk-ant-upstream"}
     async with running_proxy(config_dir, environ=environ, warm_connections=0) as server:
         yield server
+
+
+@pytest.fixture
+async def trap() -> AsyncIterator[agents.Trap]:
+    async with agents.Trap() as proxy_trap:
+        yield proxy_trap
+    assert proxy_trap.seen == [], "an agent tried to reach the internet"
 
 
 @pytest.fixture
@@ -81,11 +92,17 @@ def _dropped(proxy: ProxyServer, client: str, prefix: str) -> set[str]:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("prefix", list(PROVIDERS))
 async def test_claude_code_two_turn_task(proxy: ProxyServer, fake: FakeUpstream, workdir: Path,
-                                         tmp_path: Path, prefix: str) -> None:
+                                         tmp_path: Path, trap: agents.Trap, prefix: str) -> None:
     result = await agents.claude(f"{proxy.url}/{prefix}", "What does notes.txt say?", workdir,
-                                 tmp_path / "home")
+                                 tmp_path / "home", trap)
     assert result.get("is_error") is False, result
     assert SECRET in str(result.get("result")), result
+    # Usage and stop reasons survived both turns' conversion.
+    usage = result["usage"]
+    assert isinstance(usage, dict)
+    assert (usage["input_tokens"], usage["output_tokens"]) == (2 * USAGE_IN, 2 * USAGE_OUT)
+    assert result["stop_reason"] == "end_turn"
+    assert result["num_turns"] == 2
     _round_trip(fake, PROVIDERS[prefix])
     dropped = _dropped(proxy, "anthropic-messages", prefix)
     if prefix == "anthropic":  # passed through as sent, beta flags included
@@ -98,10 +115,16 @@ async def test_claude_code_two_turn_task(proxy: ProxyServer, fake: FakeUpstream,
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("prefix", list(PROVIDERS))
 async def test_codex_two_turn_task(proxy: ProxyServer, fake: FakeUpstream, workdir: Path,
-                                   tmp_path: Path, prefix: str) -> None:
-    answer = await agents.codex(f"{proxy.url}/{prefix}/v1", "What does notes.txt say?", workdir,
-                                tmp_path / "home")
+                                   tmp_path: Path, trap: agents.Trap, prefix: str) -> None:
+    answer, events = await agents.codex(f"{proxy.url}/{prefix}/v1", "What does notes.txt say?",
+                                        workdir, tmp_path / "home", trap)
     assert SECRET in answer
+    commands = [e["item"] for e in events if e.get("type") == "item.completed"
+                and e["item"].get("type") == "command_execution"]
+    assert [(c["command"].endswith("'cat notes.txt'"), c["exit_code"]) for c in commands] == \
+        [(True, 0)]
+    (usage,) = [e["usage"] for e in events if e.get("type") == "turn.completed"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (2 * USAGE_IN, 2 * USAGE_OUT)
     _round_trip(fake, PROVIDERS[prefix])
     dropped = _dropped(proxy, "openai-responses", prefix)
     if prefix == "responses":
@@ -113,10 +136,11 @@ async def test_codex_two_turn_task(proxy: ProxyServer, fake: FakeUpstream, workd
 
 @pytest.mark.timeout(60)
 async def test_claude_code_shows_the_refusal_of_a_strict_pipeline(
-        proxy: ProxyServer, fake: FakeUpstream, workdir: Path, tmp_path: Path) -> None:
+        proxy: ProxyServer, fake: FakeUpstream, workdir: Path, tmp_path: Path,
+        trap: agents.Trap) -> None:
     """hints: refuse: Claude Code's first hint is a 400 whose message the user reads."""
     result = await agents.claude(f"{proxy.url}/strict", "What does notes.txt say?", workdir,
-                                 tmp_path / "home", ok=False)
+                                 tmp_path / "home", trap, ok=False)
     assert result.get("is_error") is True
     assert result.get("api_error_status") == 400
     assert "pipeline 'strict' refuses hints (spec.hints: refuse)" in str(result.get("result"))
