@@ -371,6 +371,7 @@ CHAT_TO_RESPONSES: Final = PairPolicy(
 
 POLICIES: Final = (ANTHROPIC_TO_CHAT, CHAT_TO_ANTHROPIC, RESPONSES_TO_CHAT, CHAT_TO_RESPONSES)
 _DATED = re.compile(r"_\d{8}$")
+_NESTED_PARTS: Final = {path: tuple(path.split(".")) for p in POLICIES for path in p.nested}
 
 
 def tool_kind(tool: Any) -> str:
@@ -399,9 +400,6 @@ def _walk(node: Any, parts: tuple[str, ...]) -> Iterator[dict[str, Any]]:
                 yield from _walk(item, rest)
     else:
         yield from _walk(node.get(head), rest)
-
-
-_NESTED_PARTS: dict[str, tuple[str, ...]] = {}
 
 
 class Screen:
@@ -449,9 +447,7 @@ class Screen:
             else:
                 raise self.refuse(key, rule.note)
         for path, rule in self.policy.nested.items():
-            parts = _NESTED_PARTS.get(path)
-            if parts is None:
-                parts = _NESTED_PARTS[path] = tuple(path.split("."))
+            parts = _NESTED_PARTS[path]
             if parts[0].removesuffix("[]") in body:
                 for _holder in _walk(body, parts):
                     self.drop(path, rule)
