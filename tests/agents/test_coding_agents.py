@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents import agents
+from tests.agents import agents, capture
 from tests.support.agent_script import USAGE_IN, USAGE_OUT
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import pipeline, route, running_proxy, write_resources
@@ -108,6 +108,8 @@ async def test_claude_code_two_turn_task(proxy: ProxyServer, fake: FakeUpstream,
     if prefix == "anthropic":  # passed through as sent, beta flags included
         assert dropped == set()
         assert "context-management" in fake.requests[-1].headers["anthropic-beta"]
+        capture.save(f"claude-code-{agents.CLAUDE_CODE_VERSION}", fake.requests,
+                     "claude-opus-5-5", tmp_path)
     else:
         assert {"context_management", "system[].cache_control", "thinking.display"} <= dropped
 
@@ -129,6 +131,7 @@ async def test_codex_two_turn_task(proxy: ProxyServer, fake: FakeUpstream, workd
     dropped = _dropped(proxy, "openai-responses", prefix)
     if prefix == "responses":
         assert dropped == set()
+        capture.save(f"codex-{agents.CODEX_VERSION}", fake.requests, "gpt-5-codex", tmp_path)
     else:
         assert {"include", "client_metadata", "tools[web_search]", "tools[namespace]",
                 "reasoning.summary"} <= dropped
