@@ -21,7 +21,7 @@ keeps them in step).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -382,24 +382,25 @@ def tool_kind(tool: Any) -> str:
     return _DATED.sub("", str(kind))
 
 
-def _walk(node: Any, parts: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """The dicts holding the last part of a nested path (`a[].b` walks list a)."""
-    if not parts:
-        return
-    head, rest = parts[0], parts[1:]
-    if not isinstance(node, dict):
-        return
-    if not rest:
-        if head in node:
-            yield node
-        return
-    if head.endswith("[]"):
-        items = node.get(head[:-2])
-        if isinstance(items, list):
-            for item in items:
-                yield from _walk(item, rest)
-    else:
-        yield from _walk(node.get(head), rest)
+def _present(body: dict[str, Any], parts: tuple[str, ...]) -> bool:
+    """Whether a nested path (`a[].b.c`: `[]` walks every item of list a) holds a key.
+
+    Loops over a frontier rather than recursing: this runs on every converted request."""
+    frontier: list[Any] = [body]
+    for part in parts[:-1]:
+        following: list[Any] = []
+        if part.endswith("[]"):
+            key = part[:-2]
+            for node in frontier:
+                items = node.get(key) if isinstance(node, dict) else None
+                if isinstance(items, list):
+                    following += items
+        else:
+            following = [node[part] for node in frontier
+                         if isinstance(node, dict) and part in node]
+        frontier = following
+    last = parts[-1]
+    return any(isinstance(node, dict) and last in node for node in frontier)
 
 
 class Screen:
@@ -448,10 +449,8 @@ class Screen:
                 raise self.refuse(key, rule.note)
         for path, rule in self.policy.nested.items():
             parts = _NESTED_PARTS[path]
-            if parts[0].removesuffix("[]") in body:
-                for _holder in _walk(body, parts):
-                    self.drop(path, rule)
-                    break
+            if parts[0].removesuffix("[]") in body and _present(body, parts):
+                self.drop(path, rule)
 
     def keep_tool(self, tool: Any, at: str) -> bool:
         """Whether to convert this tool (False: dropped); raises when it is refused."""
