@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.agents import agents, capture
 from tests.support.agent_script import USAGE_IN, USAGE_OUT
@@ -148,3 +150,38 @@ async def test_claude_code_shows_the_refusal_of_a_strict_pipeline(
     assert result.get("api_error_status") == 400
     assert "pipeline 'strict' refuses hints (spec.hints: refuse)" in str(result.get("result"))
     assert fake.requests == []
+
+
+def _example(name: str, upstream_url: str) -> list[dict[str, Any]]:
+    """An examples/ folder's resources, its provider pointed at the fake upstream."""
+    docs = list(yaml.safe_load_all((agents.ROOT / "examples" / name / "deepseek.yaml").read_text()))
+    for doc in docs:
+        for module in doc["spec"].get("modules", []):
+            if module["type"] == "provider":
+                module["provider"]["baseUrl"] = upstream_url
+    return docs
+
+
+@pytest.mark.timeout(120)
+async def test_the_examples_serve_both_agents(config_dir: Path, upstream_url: str,
+                                              fake: FakeUpstream, workdir: Path,
+                                              tmp_path: Path, trap: agents.Trap) -> None:
+    """examples/claude-code and examples/codex as a new user runs them: this month's model
+    names reach DeepSeek's models through the glob modelMap, Claude's max_tokens clamped."""
+    fake.agent_models = {"deepseek-reasoner", "deepseek-chat"}
+    write_resources(config_dir, _example("claude-code", upstream_url)
+                    + _example("codex", upstream_url))
+    environ = {"VPIPE_SECRET_DEEPSEEK_API_KEY": "sk-deepseek-test"}
+    async with running_proxy(config_dir, environ=environ, warm_connections=0) as server:
+        result = await agents.claude(server.url, "What does notes.txt say?", workdir,
+                                     tmp_path / "claude", trap)
+        assert SECRET in str(result.get("result")), result
+        answer, _ = await agents.codex(server.url + "/v1", "What does notes.txt say?", workdir,
+                                       tmp_path / "codex", trap)
+        assert SECRET in answer
+    claude_turns, codex_turns = fake.requests[:2], fake.requests[2:]
+    assert [s.body["model"] for s in claude_turns] == ["deepseek-reasoner"] * 2
+    assert [s.body["max_tokens"] for s in claude_turns] == [8192] * 2
+    assert [s.body["model"] for s in codex_turns] == ["deepseek-chat"] * 2
+    assert all(s.path == "/v1/chat/completions" for s in fake.requests)
+    assert all(s.headers["Authorization"] == "Bearer sk-deepseek-test" for s in fake.requests)

@@ -12,7 +12,8 @@ The proxy forwards the model name, so a test picks the upstream's behaviour per 
 - `hold`: stream the words, set `holding`, then finish only once the test sets `release`
 - `tools`: call the tool `get_weather`; streamed, its arguments arrive in fragments
 - `reasoning`: reasoning_content first, then the answer (as DeepSeek's reasoner does)
-- `agent` (all three protocols): a coding agent's two-turn task scripted by `agent_calls`
+- `agent` (all three protocols; or any of `agent_models`): a coding agent's two-turn task
+  scripted by `agent_calls`
   (tool name -> arguments): a tool call first, then `agent saw: <tool result>`; see
   agent_script.py
 `POST /v1/responses` answers with the id `resp_<name>`; with `stores_responses` it keeps
@@ -52,6 +53,7 @@ class FakeUpstream:
     stores_responses: bool = False
     response_ids: set[str] = field(default_factory=set)
     agent_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agent_models: set[str] = field(default_factory=lambda: {agent_script.AGENT_MODEL})
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -67,7 +69,7 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(Seen(request.path, dict(request.headers), body))
         model: str = body["model"]
-        if model == agent_script.AGENT_MODEL:
+        if model in self.agent_models:
             return await self._agent(request, body, "openai-responses")
         previous = body.get("previous_response_id")
         if self.stores_responses and previous is not None and previous not in self.response_ids:
@@ -135,7 +137,7 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(Seen(request.path, dict(request.headers), body))
         model: str = body["model"]
-        if model == agent_script.AGENT_MODEL:
+        if model in self.agent_models:
             return await self._agent(request, body, "anthropic-messages")
         kind, _, arg = model.partition("-")
         if kind == "status":
@@ -207,7 +209,7 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(Seen(request.path, dict(request.headers), body))
         model: str = body["model"]
-        if model == agent_script.AGENT_MODEL:
+        if model in self.agent_models:
             return await self._agent(request, body, "openai-chat")
         kind, _, arg = model.partition("-")
         if kind == "status":
