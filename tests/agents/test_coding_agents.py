@@ -9,7 +9,8 @@ final output. Usage (both turns' tokens), stop reasons and the tool run survive 
 agent's own model names (claude-opus-5-5, gpt-5-codex) reach the upstream through modelMap's
 '*' default; hints the provider has no use for are counted as dropped, and refused with a 400
 the user reads when the Pipeline says hints: refuse. Neither agent reaches for the internet: a
-trap proxy in HTTPS_PROXY sees no connection. Skipped, saying why, when the agents are not
+trap proxy in HTTPS_PROXY sees no connection. examples/claude-code and examples/codex, pointed
+at the fake, serve both agents as written. Skipped, saying why, when the agents are not
 installed (hack/lib/agents.sh).
 """
 
