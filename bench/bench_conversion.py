@@ -2,7 +2,9 @@
 
 Measures, on one core: a ~4 KB Anthropic Messages request converted to OpenAI Chat and its
 reply converted back (per request), and streamed OpenAI chunks converted to Anthropic events
-(per event), plus the same for OpenAI Chat -> Anthropic and Responses -> Chat.
+(per event), plus the same for OpenAI Chat -> Anthropic and Responses -> Chat; and the real
+requests Claude Code and Codex CLI sent (tests/fixtures/agents), converted whole and through the
+field policy's screen alone (what the policy adds to a conversion).
 Run: python bench/bench_conversion.py
 """
 
@@ -11,12 +13,14 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from vpipe_proxy.llmswitch.anthropic_openai import request_to_openai, response_to_anthropic
 from vpipe_proxy.llmswitch.anthropic_openai_stream import OpenAIToAnthropicStream
+from vpipe_proxy.llmswitch.field_policy import ANTHROPIC_TO_CHAT, RESPONSES_TO_CHAT, Screen
 from vpipe_proxy.llmswitch.openai_anthropic import request_to_anthropic, response_to_openai
 from vpipe_proxy.llmswitch.openai_anthropic_stream import AnthropicToOpenAIStream
 from vpipe_proxy.llmswitch.responses_openai import request_to_chat, response_from_chat
@@ -48,6 +52,14 @@ ANTHROPIC_REPLY = {"id": "msg_1", "model": "m", "stop_reason": "end_turn",
                    "usage": {"input_tokens": 900, "output_tokens": 80}}
 
 
+AGENTS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "agents"
+
+
+def agent_request(name: str) -> bytes:
+    """The second turn an agent sent (tool result included), as raw JSON."""
+    return orjson.dumps(orjson.loads((AGENTS / name).read_bytes())["requests"][1]["body"])
+
+
 def per_call(fn: Callable[[], object], n: int) -> float:
     fn()
     start = time.perf_counter()
@@ -74,6 +86,19 @@ def main() -> None:
          per_call(lambda: (orjson.dumps(request_to_chat({"model": "m", "input": "hi " * 1000})),
                            orjson.dumps(response_from_chat(CHAT_REPLY, {"model": "m"}))), n)),
     ]
+    claude = agent_request("claude-code-2.1.332.json")
+    codex = agent_request("codex-0.171.0.json")
+    claude_body, codex_body = orjson.loads(claude), orjson.loads(codex)
+    rows += [
+        (f"Claude Code request ({len(claude) // 1024} KB) anthropic->chat, parse+convert+dump",
+         per_call(lambda: orjson.dumps(request_to_openai(orjson.loads(claude))), n // 5)),
+        ("  of which the field policy screen",
+         per_call(lambda: Screen(ANTHROPIC_TO_CHAT).fields(claude_body), n)),
+        (f"Codex request ({len(codex) // 1024} KB) responses->chat, parse+convert+dump",
+         per_call(lambda: orjson.dumps(request_to_chat(orjson.loads(codex))), n // 5)),
+        ("  of which the field policy screen",
+         per_call(lambda: Screen(RESPONSES_TO_CHAT).fields(codex_body), n)),
+    ]
     chunk = b'data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"word "}}]}\n\n'
     event = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
              b'"delta":{"type":"text_delta","text":"word "}}\n\n')
@@ -89,9 +114,9 @@ def main() -> None:
         ("stream anthropic->chat, per event", per_call(lambda: from_anthropic.feed(event), events)),
         ("stream chat->responses, per event", per_call(lambda: to_responses.feed(chunk), events)),
     ]
-    print(f"{'conversion':<55} {'µs':>8}")
+    print(f"{'conversion':<64} {'µs':>8}")
     for name, micros in rows:
-        print(f"{name:<55} {micros:>8.1f}")
+        print(f"{name:<64} {micros:>8.1f}")
     print("targets: <= 300 µs per 4 KB non-streaming request, <= 50 µs per streamed event")
 
 

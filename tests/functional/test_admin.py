@@ -31,6 +31,7 @@ async def proxy(config_dir: Path, upstream_url: str) -> AsyncIterator[ProxyServe
     write_resources(config_dir, [
         pipeline("mock-v1", {"family": "mock"}),
         pipeline("fake-v1", {"family": "openai-compatible", "baseUrl": upstream_url,
+                             "modelMap": {"fake-big-*": "big", "*": "default"},
                              "credentials": {"secretRef": {"name": "fake", "key": "token"}},
                              "headers": {"x-custom-token-id": "not-secret-but-redacted"},
                              "modelMap": {"fake-hold": "hold"}}),
@@ -87,6 +88,10 @@ async def test_debug_explain(proxy: ProxyServer) -> None:
     assert status == 200
     assert '"route": "fake"' in text
     assert "model matches none of mock-*" in text
+    assert '"upstreamModel":{"provider":"upstream","model":"default","modelMapKey":"*"}' in text \
+        .replace(" ", "").replace("\n", "")
+    status, text = await get(proxy, "/debug/explain?model=fake-big-2")
+    assert '"model": "big"' in text and '"modelMapKey": "fake-big-*"' in text
     status, text = await get(proxy, "/debug/explain?model=zzz")
     assert '"route": null' in text and "No route takes model 'zzz'" in text
     assert (await get(proxy, "/debug/explain"))[0] == 400

@@ -66,9 +66,21 @@ def test_explain_names_route() -> None:
     result = vpipe("explain", "-f", str(EXAMPLES), "--model", "gpt-4o-mini")
     assert result.returncode == 0
     assert "-> route 'mini' -> pipeline 'mock-renamed'" in result.stdout
+    assert "sends model" in result.stdout
     missing = vpipe("explain", "-f", str(EXAMPLES), "--model", "claude")
     assert missing.returncode == 1
     assert "No route takes model 'claude'" in missing.stdout
+
+
+def test_explain_shows_the_upstream_model_a_new_agent_name_becomes() -> None:
+    result = vpipe("explain", "-f", str(EXAMPLES / "claude-code"), "--model", "claude-opus-9-1",
+                   "--protocol", "anthropic-messages")
+    assert result.returncode == 0, result.stderr
+    assert "provider 'deepseek' sends model 'deepseek-reasoner' (modelMap key 'claude-opus-*')" \
+        in result.stdout
+    result = vpipe("explain", "-f", str(EXAMPLES / "codex"), "--model", "gpt-7-codex",
+                   "--protocol", "openai-responses")
+    assert "sends model 'deepseek-chat' (modelMap key '*')" in result.stdout
 
 
 def test_crds_prints_both_definitions() -> None:

@@ -5,7 +5,8 @@ and streamed (the streamed events rebuild the same text and end with response.co
 exact chat request an OpenAI-compatible upstream receives (instructions, input items, function
 call history, tools, text.format, reasoning effort); function calls whole and streamed with
 argument deltas reassembled; reasoning as a reasoning item; the two-step path to an Anthropic
-upstream; state the proxy cannot keep (previous_response_id, store) and built-in tools are 400s.
+upstream; state the proxy cannot keep (previous_response_id, store), background and custom
+tools are 400s (built-in tools are dropped: test_field_policy_e2e.py).
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ async def test_two_steps_to_anthropic(client: AsyncOpenAI, fake: FakeUpstream) -
 @pytest.mark.parametrize(("kwargs", "param"), [
     ({"previous_response_id": "resp_1"}, "previous_response_id"),
     ({"store": True}, "store"),
-    ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"tools": [{"type": "custom", "name": "grammar"}]}, "tools[0]"),
+    ({"background": True}, "background"),
 ])
 async def test_what_cannot_be_served_is_400(client: AsyncOpenAI, kwargs: dict[str, Any],
                                             param: str) -> None:

@@ -12,6 +12,10 @@ The proxy forwards the model name, so a test picks the upstream's behaviour per 
 - `hold`: stream the words, set `holding`, then finish only once the test sets `release`
 - `tools`: call the tool `get_weather`; streamed, its arguments arrive in fragments
 - `reasoning`: reasoning_content first, then the answer (as DeepSeek's reasoner does)
+- `agent` (all three protocols; or any of `agent_models`): a coding agent's two-turn task
+  scripted by `agent_calls`
+  (tool name -> arguments): a tool call first, then `agent saw: <tool result>`; see
+  agent_script.py
 `POST /v1/responses` answers with the id `resp_<name>`; with `stores_responses` it keeps
 state as OpenAI's does: every reply gets a new id, and a `previous_response_id` this upstream
 did not answer is a 404 (so a thread sent to the wrong provider fails).
@@ -27,6 +31,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.support import agent_script
 
 
 @dataclass
@@ -46,6 +52,8 @@ class FakeUpstream:
     name: str = "fake"
     stores_responses: bool = False
     response_ids: set[str] = field(default_factory=set)
+    agent_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agent_models: set[str] = field(default_factory=lambda: {agent_script.AGENT_MODEL})
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -61,6 +69,8 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(Seen(request.path, dict(request.headers), body))
         model: str = body["model"]
+        if model in self.agent_models:
+            return await self._agent(request, body, "openai-responses")
         previous = body.get("previous_response_id")
         if self.stores_responses and previous is not None and previous not in self.response_ids:
             return web.json_response({"error": {
@@ -127,6 +137,8 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(Seen(request.path, dict(request.headers), body))
         model: str = body["model"]
+        if model in self.agent_models:
+            return await self._agent(request, body, "anthropic-messages")
         kind, _, arg = model.partition("-")
         if kind == "status":
             return web.json_response(
@@ -197,6 +209,8 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(Seen(request.path, dict(request.headers), body))
         model: str = body["model"]
+        if model in self.agent_models:
+            return await self._agent(request, body, "openai-chat")
         kind, _, arg = model.partition("-")
         if kind == "status":
             code, _, style = arg.partition("-")
@@ -239,6 +253,24 @@ class FakeUpstream:
             raise
         return response
 
+
+    async def _agent(self, request: web.Request, body: dict[str, Any],
+                     protocol: str) -> web.StreamResponse:
+        model = body["model"]
+        turn = agent_script.turn(protocol, body, self.agent_calls)
+        whole, events = {
+            "openai-chat": (agent_script.chat_whole, agent_script.chat_events),
+            "anthropic-messages": (agent_script.anthropic_whole, agent_script.anthropic_events),
+            "openai-responses": (agent_script.responses_whole, agent_script.responses_events),
+        }[protocol]
+        if not body.get("stream"):
+            return web.json_response(whole(model, turn))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events(model, turn):
+            await response.write(event)
+        await response.write_eof()
+        return response
 
     async def _scripted(self, request: web.Request, body: dict[str, Any],
                         kind: str) -> web.StreamResponse:

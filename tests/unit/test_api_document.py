@@ -121,6 +121,7 @@ def test_json_shape() -> None:
         "p": {
             "modules": [{"name": "m", "type": "provider", "instance": key}],
             "accepts": ["anthropic-messages", "openai-chat", "openai-embeddings", "openai-responses"],
+            "hints": "drop",
         }
     }
     assert data["instances"][key]["config"]["modelMap"] == {"a": "b"}

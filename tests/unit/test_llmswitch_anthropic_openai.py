@@ -1,6 +1,7 @@
 """Anthropic Messages <-> OpenAI Chat conversion of whole requests and replies.
 
-Aspects: fields that have no OpenAI form fail with a 400 naming the field (never dropped);
+Aspects: fields the field policy refuses fail with a 400 naming the field, hints and server
+tools are dropped and named (see also test_field_policy.py);
 system blocks, tool_choice variants, thinking budgets and image URLs convert as documented;
 replies map finish reasons, tool calls, reasoning and cached-token usage; tool arguments that
 are not JSON are a 502 naming the tool.
@@ -25,8 +26,9 @@ def convert(**extra: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("extra", "param"), [
     ({"top_k": 5}, "top_k"),
-    ({"service_tier": "auto"}, "service_tier"),
-    ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0]"),
+    ({"container": "c1"}, "container"),
+    ({"inference_geo": "eu"}, "inference_geo"),
+    ({"future_field": 1}, "future_field"),
     ({"messages": [{"role": "user", "content": [
         {"type": "document", "source": {"type": "text", "data": "x"}}]}]},
      "messages[0].content[0]"),

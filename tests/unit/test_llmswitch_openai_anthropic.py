@@ -24,7 +24,7 @@ BASE: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "
 @pytest.mark.parametrize(("extra", "param"), [
     ({"n": 3}, "n"), ({"logprobs": True}, "logprobs"), ({"presence_penalty": 0.5},
                                                         "presence_penalty"),
-    ({"temperature": 1.2}, "temperature"), ({"seed": 1}, "seed"),
+    ({"temperature": 1.2}, "temperature"), ({"logit_bias": {"1": 2}}, "logit_bias"),
     ({"response_format": {"type": "json_schema", "json_schema": {}}}, "response_format"),
     ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools[0]"),
     ({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},

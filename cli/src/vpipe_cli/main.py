@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vpipe_api.document import ConfigDocument
 from vpipe_api.errors import ConfigInvalid, VpipeApiError
 from vpipe_api.loading import Resources, load_resources
 from vpipe_api.protocols import CLIENT_PROTOCOLS
@@ -182,12 +183,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(f"model {args.model!r} ({args.protocol}) -> route {chosen.name!r} -> pipeline "
               f"{chosen.pipeline!r}")
+        canary = chosen.canary.pipeline if chosen.canary is not None else None
+        for pipeline in (chosen.pipeline, canary):
+            if pipeline is not None:
+                print(_mapping_line(document, pipeline, args.model))
     print()
     print(f"{'ROUTE':<24} {'PRIORITY':>8}  {'PIPELINE':<20} VERDICT")
     for v in router.explain(args.model, args.protocol, args.prefix, headers):
         mark = "*" if v.matched else " "
         print(f"{mark}{v.route:<23} {v.priority:>8}  {v.pipeline:<20} {v.reason}")
     return 0 if chosen else EXIT_INVALID
+
+
+def _mapping_line(document: ConfigDocument, pipeline: str, model: str) -> str:
+    provider, upstream, key = document.upstream_model(pipeline, model)
+    why = f"modelMap key {key!r}" if key is not None else "no modelMap key matches: sent unchanged"
+    return f"  pipeline {pipeline!r} provider {provider!r} sends model {upstream!r} ({why})"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

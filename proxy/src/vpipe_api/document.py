@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from vpipe_api.errors import DocumentError
+from vpipe_api.patterns import ModelMap
 from vpipe_api.secrets import MAX_NAME_LENGTH, SECRET_KEY_PATTERN, SECRET_NAME_PATTERN
 
 CONFIG_VERSION: Final = "vpipe.io/config.v1"
@@ -74,6 +75,7 @@ class ModuleRefDoc(_Doc):
 class PipelineDoc(_Doc):
     modules: list[ModuleRefDoc]
     accepts: list[str]  # client protocols the chain serves
+    hints: str = "drop"  # drop | refuse: what the llmswitch does with hint fields
 
 
 class CanaryDoc(_Doc):
@@ -103,6 +105,14 @@ class ConfigDocument(_Doc):
     instances: dict[str, InstanceDoc]
     pipelines: dict[str, PipelineDoc]
     routes: list[RouteDoc]  # highest priority first, then by name
+
+    def upstream_model(self, pipeline: str, model: str) -> tuple[str, str, str | None]:
+        """(provider module name, the model name it sends upstream, the modelMap key that
+        matched or None) for `model` served by `pipeline`."""
+        module = self.pipelines[pipeline].modules[-1]
+        mapping = self.instances[module.instance].config.get("modelMap") or {}
+        upstream, key = ModelMap(dict(mapping)).lookup(model)
+        return module.name, upstream, key
 
     def content_revision(self) -> str:
         """Hash of everything but the revision field itself."""

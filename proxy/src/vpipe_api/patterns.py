@@ -182,3 +182,29 @@ def _has_unclosed_class(glob: str) -> bool:
             i = j
         i += 1
     return False
+
+
+class ModelMap:
+    """A provider's `modelMap` compiled: client model name -> upstream model name.
+
+    Keys are exact names, globs or `re:` expressions, like Route models. An exact key wins; else
+    the most specific pattern (longest literal prefix, then longest key; `*` is the catch-all
+    default). A name nothing matches is sent unchanged. Agents' model names change monthly, so
+    a glob such as `claude-opus-*` keeps a working setup working when a new name appears.
+    """
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self._exact = {k: v for k, v in mapping.items() if compile_pattern(k).kind == "exact"}
+        patterns = [compile_pattern(k) for k in mapping if k not in self._exact]
+        patterns.sort(key=lambda p: (-len(p.literal_prefix), -len(p.source), p.source))
+        self._patterns = [(p, mapping[p.source]) for p in patterns]
+
+    def lookup(self, model: str) -> tuple[str, str | None]:
+        """(upstream name, the key that matched or None when the name passes unchanged)."""
+        target = self._exact.get(model)
+        if target is not None:
+            return target, model
+        for pattern, target in self._patterns:
+            if pattern.matches(model):
+                return target, pattern.source
+        return model, None

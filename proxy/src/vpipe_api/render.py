@@ -49,7 +49,8 @@ def render(
             key = instance_key(module.type, module.config)
             instances[key] = InstanceDoc(type=module.type, config=module.config)
             refs.append(ModuleRefDoc(name=module.name, type=module.type, instance=key))
-        pipeline_docs[name] = PipelineDoc(modules=refs, accepts=sorted(resolved.accepts))
+        pipeline_docs[name] = PipelineDoc(modules=refs, accepts=sorted(resolved.accepts),
+                                          hints=resolved.hints)
     ordered = sorted(valid.routes, key=lambda r: (-r.route.spec.priority, r.route.metadata.name))
     route_docs = [
         RouteDoc(

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from vpipe_api.document import ProviderConfig, SecretRefDoc, TimeoutsDoc
 from vpipe_api.errors import Issue
 from vpipe_api.families import FAMILIES, IN_PROCESS_FAMILIES
+from vpipe_api.patterns import PatternError, compile_pattern
 from vpipe_api.protocols import PROVIDER_ACCEPTS
 from vpipe_api.resources import ProviderSpec
 from vpipe_api.secrets import header_value_problem
@@ -60,6 +61,12 @@ def resolve_provider(
         else:
             base_url = base_url.rstrip("/")
 
+
+    for key in spec.model_map:
+        try:
+            compile_pattern(key)
+        except PatternError as e:
+            bad("modelMap", str(e))
 
     credentials = spec.credentials
     if family.credentials == "required" and credentials is None:

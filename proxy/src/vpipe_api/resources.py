@@ -100,7 +100,9 @@ class ProviderSpec(_Spec):
     )
     model_map: dict[str, str] = Field(
         default_factory=dict,
-        description="Client model name -> upstream model name; unmapped names pass unchanged.",
+        description="Client model name -> upstream model name. Keys are exact names, globs "
+        "(claude-opus-*) or 're:<regex>'; an exact key wins, else the most specific pattern, "
+        "and '*' is the default. Names nothing matches pass unchanged.",
     )
     headers: dict[str, str] = Field(
         default_factory=dict, description="Extra request headers (never credentials)."
@@ -204,6 +206,11 @@ class PipelineSpec(_Spec):
 
     description: str | None = Field(default=None, description="Free text for humans.")
     modules: list[ModuleSpec] = Field(min_length=1, description="Modules, first to last.")
+    hints: Literal["drop", "refuse"] = Field(
+        default="drop", description="What protocol conversion does with hint fields the "
+        "provider cannot use (cache keys, cache_control, metadata, context edits, server-side "
+        "tools): drop leaves them out and names them in the x-vpipe-dropped response header; "
+        "refuse answers 400 naming the field. Fields that change the answer are always refused.")
 
 
 class RouteMatch(_Spec):

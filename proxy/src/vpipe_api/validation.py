@@ -31,6 +31,7 @@ class ResolvedPipeline:
     name: str
     modules: tuple[ResolvedModule, ...]
     accepts: frozenset[str]
+    hints: str = "drop"  # the Pipeline's field policy setting (drop | refuse)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,8 @@ def _resolve_pipeline(pipeline: Pipeline) -> tuple[ResolvedPipeline | None, list
     for module in modules[:-1]:  # clients the llmswitch converts still reach every module
         accepts = frozenset(p for p in accepts if p in MODULE_ACCEPTS[module.type]
                             or p in CONVERSIONS)
-    return ResolvedPipeline(pipeline.metadata.name, tuple(modules), accepts), []
+    return ResolvedPipeline(pipeline.metadata.name, tuple(modules), accepts,
+                            pipeline.spec.hints), []
 
 
 def _compile_patterns(route: Route) -> tuple[list[ModelPattern], list[Issue]]:

@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from vpipe_api.document import ConfigDocument
 from vpipe_api.protocols import CLIENT_PROTOCOLS
 from vpipe_proxy.modules import PooledModule
 from vpipe_proxy.routing import Verdict
@@ -106,9 +107,15 @@ async def debug_explain(request: web.Request) -> web.Response:
         "revision": runtime.revision,
         "route": chosen.name if chosen else None,
         "pipeline": chosen.pipeline if chosen else None,
+        "upstreamModel": _upstream(runtime.document, chosen.pipeline, model) if chosen else None,
         "message": None if chosen else router.no_route_message(model, protocol, prefix, headers),
         "verdicts": [_verdict(v) for v in router.explain(model, protocol, prefix, headers)],
     })
+
+
+def _upstream(document: ConfigDocument, pipeline: str, model: str) -> dict[str, Any]:
+    provider, upstream, key = document.upstream_model(pipeline, model)
+    return {"provider": provider, "model": upstream, "modelMapKey": key}
 
 
 def _verdict(v: Verdict) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from vpipe_proxy.modules import Call, Interceptor, Module, Next, Provider, Reply
 class Chain:
     """One pipeline's modules, ready to run."""
 
-    def __init__(self, pipeline: str, modules: Sequence[tuple[str, Module]]) -> None:
+    def __init__(self, pipeline: str, modules: Sequence[tuple[str, Module]],
+                 hints: str = "drop") -> None:
         if not modules or not isinstance(modules[-1][1], Provider):
             raise ConfigLoadError(f"pipeline {pipeline!r}: the last module must be a provider")
         self.pipeline = pipeline
@@ -35,10 +36,12 @@ class Chain:
             run = _guarded(pipeline, name, module, _bind(module, run))
         self.run: Next = run
         # One entry per client protocol this chain serves: natively, or through an llmswitch
-        # at the head of the chain (interceptors then see the provider's shape).
+        # at the head of the chain (interceptors then see the provider's shape). `hints` is the
+        # Pipeline's field policy setting: "refuse" makes the switch refuse what it would drop.
         self.runners: dict[str, Next] = {protocol: run for protocol in self.provider.accepts}
         for client in CLIENT_PROTOCOLS:
-            switch = None if client in self.runners else switch_for(client, self.provider.protocol)
+            switch = None if client in self.runners else switch_for(
+                client, self.provider.protocol, strict=hints == "refuse")
             if switch is not None:
                 self.runners[client] = switch(run)
 

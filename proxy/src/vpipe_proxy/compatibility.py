@@ -89,7 +89,8 @@ def apply_request(rules: tuple[Rule, ...], body: dict[str, Any]) -> bool:
                 if rule.high is not None and clamped > rule.high:
                     clamped = rule.high
                 if clamped != number:
-                    parent[key] = clamped
+                    # An integer field (max_tokens) stays an integer: 8192, not 8192.0.
+                    parent[key] = int(clamped) if isinstance(number, int) else clamped
                     changed = True
     return changed
 

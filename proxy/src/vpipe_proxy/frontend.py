@@ -23,6 +23,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from vpipe_proxy import content_encoding, shapes
 from vpipe_proxy.errors import ProxyError, anthropic_body, bad_request, internal_error
 from vpipe_proxy.llmswitch.anthropic_openai import TOOL_ARGUMENTS_INVALID, UNSUPPORTED_FIELD
+from vpipe_proxy.llmswitch.field_policy import DROPPED_HEADER
 from vpipe_proxy.metrics import UNROUTED
 from vpipe_proxy.modules import Call, Reply
 from vpipe_proxy.routing import CompiledRoute
@@ -197,6 +198,9 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
                     pipeline=pipeline)
         reply = await chain.runners[protocol](call)
         status = reply.status
+        if reply.headers and DROPPED_HEADER in reply.headers:
+            state.metrics.fields_dropped(f"{protocol}->{chain.provider.protocol}",
+                                         reply.headers[DROPPED_HEADER])
         if status == 200:
             if thread is not None and thread[0] == CONVERSATION:
                 state.threads.pin(route.name, thread, pipeline)
@@ -306,7 +310,7 @@ async def _write_stream(request: web.Request, reply: Reply, route: CompiledRoute
     response = web.StreamResponse(
         status=reply.status,
         headers={**_SSE_HEADERS, "x-vpipe-route": route.name, "x-vpipe-pipeline": pipeline,
-                 VERSION_HEADER: version},
+                 VERSION_HEADER: version, **(reply.headers or {})},
     )
     chunks = reply.chunks
     try:

@@ -47,6 +47,12 @@ class Metrics:
             "Protocol-translation health: stream aborts, tool-call arguments that are not JSON, "
             "fields the provider cannot express, conversion errors.",
             ["route", "pipeline", "kind"], registry=r)
+        self.dropped_fields = Counter(
+            "vpipe_dropped_fields",
+            "Hint fields, nested hint paths and tools a protocol conversion left out because the "
+            "provider has no use for them (the llmswitch field policy; each is also named in the "
+            "reply's x-vpipe-dropped header), by client->provider pair and field.",
+            ["pair", "field"], registry=r)
         self.shadow_requests = Counter(
             "vpipe_shadow_requests",
             "Shadow copies (whole and streamed) by result: sent (V2 answered), failed (V2 "
@@ -112,6 +118,11 @@ class Metrics:
 
     def translation_event(self, route: str, pipeline: str, kind: str) -> None:
         self._child(self.translation, (route, pipeline, kind)).inc()  # type: ignore[attr-defined]
+
+    def fields_dropped(self, pair: str, header: str) -> None:
+        """Count each field named in an x-vpipe-dropped header value."""
+        for field in header.split(", "):
+            self._child(self.dropped_fields, (pair, field)).inc()  # type: ignore[attr-defined]
 
     def watch_threads(self, pins: ThreadPins) -> None:
         """Export the thread pin store's size and evictions, read at scrape time."""

@@ -28,7 +28,8 @@ class Runtime:
             m.instance for p in document.pipelines.values() for m in p.modules
         )
         self.chains = {
-            name: Chain(name, [(m.name, instances[m.instance]) for m in pipeline.modules])
+            name: Chain(name, [(m.name, instances[m.instance]) for m in pipeline.modules],
+                        pipeline.hints)
             for name, pipeline in document.pipelines.items()
         }
         self.loaded_at = time.time()

@@ -1,8 +1,8 @@
 """Anthropic Messages client <-> OpenAI Chat Completions provider: requests and whole replies.
 
-Pure functions over parsed JSON. Fields with no OpenAI equivalent fail with a 400 naming the
-field; the only things left out on purpose are those Anthropic itself ignores (thinking blocks
-of earlier assistant turns, `cache_control` hints), and each is listed in `_IGNORED_*`.
+Pure functions over parsed JSON. What happens to each request field, block and tool type is
+the ANTHROPIC_TO_CHAT table in `field_policy`: mapped here, dropped as a hint (the Screen
+notes it for the x-vpipe-dropped header), or a 400 naming it.
 """
 
 from __future__ import annotations
@@ -12,16 +12,12 @@ from typing import Any, Final
 import orjson
 
 from vpipe_proxy.errors import ProxyError, bad_request
+from vpipe_proxy.llmswitch.field_policy import ANTHROPIC_TO_CHAT, UNSUPPORTED_FIELD, Screen
 
-UNSUPPORTED_FIELD: Final = "unsupported_field"
+__all__ = ["TOOL_ARGUMENTS_INVALID", "UNSUPPORTED_FIELD", "request_to_openai",
+           "response_to_anthropic"]
+
 TOOL_ARGUMENTS_INVALID: Final = "tool_arguments_invalid"
-
-# Request fields handled below; anything else is reported, not dropped.
-_KNOWN: Final = frozenset({
-    "model", "messages", "system", "max_tokens", "stop_sequences", "stream", "temperature",
-    "top_p", "metadata", "tools", "tool_choice", "thinking",
-})
-_IGNORED_BLOCK_KEYS: Final = frozenset({"cache_control", "citations"})  # hints, no semantics
 
 FINISH_TO_STOP: Final = {
     "stop": "end_turn",
@@ -33,16 +29,13 @@ FINISH_TO_STOP: Final = {
 
 
 def _unsupported(field: str, why: str) -> ProxyError:
-    return bad_request(f"'{field}' cannot be sent to this OpenAI-compatible provider: {why}. "
-                       "Remove it, or route this model to an Anthropic provider.", param=field,
-                       code=UNSUPPORTED_FIELD)
+    return Screen(ANTHROPIC_TO_CHAT).refuse(field, why)
 
 
-def request_to_openai(body: dict[str, Any]) -> dict[str, Any]:
+def request_to_openai(body: dict[str, Any], screen: Screen | None = None) -> dict[str, Any]:
     """An Anthropic Messages request as an OpenAI Chat Completions request."""
-    for key in body:
-        if key not in _KNOWN:
-            raise _unsupported(key, "the field has no OpenAI Chat Completions equivalent")
+    screen = screen or Screen(ANTHROPIC_TO_CHAT)
+    screen.fields(body)
     out: dict[str, Any] = {"model": body["model"], "max_tokens": body["max_tokens"]}
     messages: list[dict[str, Any]] = []
     system = body.get("system")
@@ -59,18 +52,37 @@ def request_to_openai(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(metadata, dict) and metadata.get("user_id") is not None:
         out["user"] = str(metadata["user_id"])
     if body.get("tools"):
-        out["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(body["tools"])]
-    if body.get("tool_choice") is not None:
+        tools = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(body["tools"])
+                 if screen.keep_tool(tool, f"tools[{i}]")]
+        if tools:
+            out["tools"] = tools
+    if body.get("tool_choice") is not None and ("tools" in out or not body.get("tools")):
         _tool_choice(body["tool_choice"], out)
-    thinking = body.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        budget = thinking.get("budget_tokens", 0)
-        # OpenAI expresses a reasoning budget as an effort level, not a token count.
-        out["reasoning_effort"] = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    _reasoning(body, out)
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     return out
+
+
+def _reasoning(body: dict[str, Any], out: dict[str, Any]) -> None:
+    """thinking and output_config as reasoning_effort and response_format."""
+    config = body.get("output_config")
+    effort = config.get("effort") if isinstance(config, dict) else None
+    thinking = body.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        effort = None
+    elif kind == "enabled" and effort is None:
+        budget = thinking.get("budget_tokens") or 0  # type: ignore[union-attr]
+        # OpenAI expresses a reasoning budget as an effort level, not a token count.
+        effort = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    if effort is not None:
+        out["reasoning_effort"] = effort
+    output_format = config.get("format") if isinstance(config, dict) else None
+    if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
+        out["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "output", "schema": output_format.get("schema") or {}, "strict": True}}
 
 
 def _system_text(system: Any) -> str:
@@ -87,10 +99,14 @@ def _system_text(system: Any) -> str:
 
 
 def _message(message: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-        raise bad_request(f"'{where}' must be an object with role 'user' or 'assistant'",
-                          param=where)
+    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant",
+                                                                      "system"):
+        raise bad_request(f"'{where}' must be an object with role 'user', 'assistant' or "
+                          "'system'", param=where)
     content = message.get("content")
+    if message["role"] == "system":
+        # Chat Completions takes system messages anywhere, so it stays where the client put it.
+        return [{"role": "system", "content": _system_text(content)}]
     if isinstance(content, str):
         return [{"role": message["role"], "content": content}]
     if not isinstance(content, list):

@@ -1,8 +1,8 @@
 """OpenAI Chat Completions client <-> Anthropic Messages provider: requests and whole replies.
 
-Pure functions over parsed JSON. A field Anthropic cannot express is a 400 naming it. One
-default is applied because Anthropic requires the field and OpenAI clients often omit it:
-`max_tokens` (DEFAULT_MAX_TOKENS), as documented in the protocol table.
+Pure functions over parsed JSON. What happens to each request field, role, part and tool type
+is the CHAT_TO_ANTHROPIC table in `field_policy`. One default is applied because Anthropic
+requires the field and OpenAI clients often omit it: `max_tokens` (DEFAULT_MAX_TOKENS).
 """
 
 from __future__ import annotations
@@ -13,18 +13,12 @@ from typing import Any, Final
 import orjson
 
 from vpipe_proxy.errors import ProxyError, bad_request
-from vpipe_proxy.llmswitch.anthropic_openai import UNSUPPORTED_FIELD
+from vpipe_proxy.llmswitch.field_policy import CHAT_TO_ANTHROPIC, Screen
 
 DEFAULT_MAX_TOKENS: Final = 4096
 # OpenAI's reasoning effort as an Anthropic thinking budget (tokens).
-EFFORT_BUDGET: Final = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
-
-_KNOWN: Final = frozenset({
-    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-    "stream", "stream_options", "user", "tools", "tool_choice", "parallel_tool_calls",
-    "reasoning_effort", "n", "response_format", "presence_penalty", "frequency_penalty",
-    "logprobs",
-})
+EFFORT_BUDGET: Final = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576,
+                        "xhigh": 32768, "max": 65536}
 
 STOP_TO_FINISH: Final = {
     "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
@@ -33,16 +27,13 @@ STOP_TO_FINISH: Final = {
 
 
 def _unsupported(field: str, why: str) -> ProxyError:
-    return bad_request(f"'{field}' cannot be sent to this Anthropic provider: {why}. Remove it, "
-                       "or route this model to an OpenAI-compatible provider.", param=field,
-                       code=UNSUPPORTED_FIELD)
+    return Screen(CHAT_TO_ANTHROPIC).refuse(field, why)
 
 
-def request_to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
+def request_to_anthropic(body: dict[str, Any], screen: Screen | None = None) -> dict[str, Any]:
     """An OpenAI Chat Completions request as an Anthropic Messages request."""
-    for key in body:
-        if key not in _KNOWN:
-            raise _unsupported(key, "the field has no Anthropic Messages equivalent")
+    screen = screen or Screen(CHAT_TO_ANTHROPIC)
+    screen.fields(body)
     _check_neutral(body)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     out: dict[str, Any] = {"model": body["model"], "max_tokens": max_tokens}
@@ -60,11 +51,17 @@ def request_to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
     stop = body.get("stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if body.get("user"):
-        out["metadata"] = {"user_id": str(body["user"])}
+    user = body.get("user") or body.get("safety_identifier")
+    if user:
+        out["metadata"] = {"user_id": str(user)}
     if body.get("tools"):
-        out["tools"] = [_tool(t, f"tools[{i}]") for i, t in enumerate(body["tools"])]
-    choice = _tool_choice(body.get("tool_choice"))
+        tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(body["tools"])
+                 if screen.keep_tool(t, f"tools[{i}]")]
+        if tools:
+            out["tools"] = tools
+    # A choice among tools that were all left out would make the provider refuse the request.
+    every_tool_dropped = bool(body.get("tools")) and "tools" not in out
+    choice = None if every_tool_dropped else _tool_choice(body.get("tool_choice"))
     if body.get("parallel_tool_calls") is False:
         choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
     if choice is not None:
@@ -93,6 +90,8 @@ def _check_neutral(body: dict[str, Any]) -> None:
             raise _unsupported(field, "Anthropic has no penalties")
     if body.get("logprobs"):
         raise _unsupported("logprobs", "Anthropic does not return log probabilities")
+    if body.get("modalities") not in (None, ["text"]):
+        raise _unsupported("modalities", "Anthropic answers in text only")
     response_format = body.get("response_format")
     if response_format is not None and response_format.get("type") != "text":
         raise _unsupported("response_format", "use a tool with an input_schema for structured "
@@ -129,7 +128,12 @@ def _messages(source: list[Any]) -> tuple[str, list[dict[str, Any]]]:
         where = f"messages[{i}]"
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(_text(message.get("content"), f"{where}.content"))
+            text = _text(message.get("content"), f"{where}.content")
+            if out:
+                # Anthropic takes later system messages in place, where the client put them.
+                out.append({"role": "system", "content": [{"type": "text", "text": text}]})
+            else:
+                system.append(text)
         elif role == "user":
             add("user", _user_blocks(message.get("content"), f"{where}.content"))
         elif role == "assistant":

@@ -1,8 +1,8 @@
 """OpenAI Chat Completions client <-> OpenAI Responses provider: requests, replies, streams.
 
 For providers that only speak the Responses API. Requests are converted as a whole; replies
-and streams come back as chat.completion objects and chunks. Chat fields the Responses API has
-no place for (`n`, `stop`, `logprobs`, penalties, `seed`) are a 400 naming the field.
+and streams come back as chat.completion objects and chunks. What happens to each request field
+is the CHAT_TO_RESPONSES table in `field_policy`.
 """
 
 from __future__ import annotations
@@ -12,53 +12,58 @@ from typing import Any, Final
 
 import orjson
 
-from vpipe_proxy.errors import ProxyError, bad_request
-from vpipe_proxy.llmswitch.anthropic_openai import UNSUPPORTED_FIELD
+from vpipe_proxy.errors import ProxyError
+from vpipe_proxy.llmswitch.field_policy import CHAT_TO_RESPONSES, Screen
 from vpipe_proxy.llmswitch.stream_common import ChatChunkStream
 
-_KNOWN: Final = frozenset({
-    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-    "stream", "stream_options", "user", "tools", "tool_choice", "parallel_tool_calls",
-    "reasoning_effort", "response_format", "store", "n", "stop", "logprobs", "presence_penalty",
-    "frequency_penalty", "seed",
-})
+# Fields accepted only at values that mean "nothing special".
 _NEUTRAL: Final = {"n": (None, 1), "stop": (None,), "logprobs": (None, False),
-                   "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "seed": (None,)}
+                   "presence_penalty": (None, 0), "frequency_penalty": (None, 0),
+                   "modalities": (None, ["text"])}
+_SAME: Final = ("temperature", "top_p", "user", "parallel_tool_calls", "metadata",
+                "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
+                "safety_identifier", "service_tier")
 
 
 def _unsupported(field: str, why: str) -> ProxyError:
-    return bad_request(f"'{field}' cannot be sent to this Responses provider: {why}.",
-                       param=field, code=UNSUPPORTED_FIELD)
+    return Screen(CHAT_TO_RESPONSES).refuse(field, why)
 
 
-def request_to_responses(body: dict[str, Any]) -> dict[str, Any]:
-    for key in body:
-        if key not in _KNOWN:
-            raise _unsupported(key, "the field has no Responses API equivalent")
-        if key in _NEUTRAL and body[key] not in _NEUTRAL[key]:
+def request_to_responses(body: dict[str, Any], screen: Screen | None = None) -> dict[str, Any]:
+    screen = screen or Screen(CHAT_TO_RESPONSES)
+    screen.fields(body)
+    for key, allowed in _NEUTRAL.items():
+        if body.get(key) not in allowed:
             raise _unsupported(key, "the Responses API has no such setting")
     out: dict[str, Any] = {"model": body["model"], "input": _input(body["messages"]),
                            "store": bool(body.get("store", False))}
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if limit is not None:
         out["max_output_tokens"] = limit
-    for field in ("temperature", "top_p", "user", "parallel_tool_calls"):
+    for field in _SAME:
         if body.get(field) is not None:
             out[field] = body[field]
     if body.get("tools"):
-        out["tools"] = [_tool(t, f"tools[{i}]") for i, t in enumerate(body["tools"])]
+        tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(body["tools"])
+                 if screen.keep_tool(t, f"tools[{i}]")]
+        if tools:
+            out["tools"] = tools
     choice = body.get("tool_choice")
     if isinstance(choice, str):
         out["tool_choice"] = choice
     elif isinstance(choice, dict):
         out["tool_choice"] = {"type": "function", "name": (choice.get("function") or {}).get("name")}
+    text: dict[str, Any] = {}
     response_format = body.get("response_format")
     if response_format and response_format.get("type") != "text":
         if response_format.get("type") == "json_schema":
-            out["text"] = {"format": {"type": "json_schema",
-                                      **(response_format.get("json_schema") or {})}}
+            text["format"] = {"type": "json_schema", **(response_format.get("json_schema") or {})}
         else:
-            out["text"] = {"format": {"type": "json_object"}}
+            text["format"] = {"type": "json_object"}
+    if body.get("verbosity") is not None:
+        text["verbosity"] = body["verbosity"]
+    if text:
+        out["text"] = text
     if body.get("reasoning_effort"):
         out["reasoning"] = {"effort": body["reasoning_effort"]}
     if body.get("stream"):

@@ -1,10 +1,10 @@
 """OpenAI Responses client <-> OpenAI Chat Completions provider: requests and whole replies.
 
-Pure functions over parsed JSON. The Responses API keeps conversations on OpenAI's servers
-(`previous_response_id`, `store`); vpipe keeps no such state, so those are a 400 that says to
-send the whole conversation in `input`. Reasoning summaries are returned from the provider's
-reasoning text when it has any; `reasoning.summary` itself is a request the chat protocol has no
-way to pass on, and is documented as such.
+Pure functions over parsed JSON. What happens to each request field, input item and tool type
+is the RESPONSES_TO_CHAT table in `field_policy`. The Responses API keeps conversations on
+OpenAI's servers (`previous_response_id`, `store: true`); vpipe keeps no such state, so those
+are a 400 that says to send the whole conversation in `input`. Reasoning summaries are returned
+from the provider's reasoning text when it has any.
 """
 
 from __future__ import annotations
@@ -15,52 +15,52 @@ from typing import Any, Final
 import orjson
 
 from vpipe_proxy.errors import ProxyError, bad_request
-from vpipe_proxy.llmswitch.anthropic_openai import UNSUPPORTED_FIELD
+from vpipe_proxy.llmswitch.field_policy import RESPONSES_TO_CHAT, Screen
 
-_KNOWN: Final = frozenset({
-    "model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools",
-    "tool_choice", "parallel_tool_calls", "stream", "user", "text", "reasoning", "store",
-    "previous_response_id", "metadata", "include", "stream_options",
-})
+# Fields Chat Completions takes under the same name and meaning.
+_SAME: Final = ("temperature", "top_p", "user", "parallel_tool_calls", "prompt_cache_key",
+                "prompt_cache_retention", "prompt_cache_options", "safety_identifier",
+                "service_tier")
 
 
 def _unsupported(field: str, why: str) -> ProxyError:
-    return bad_request(f"'{field}' cannot be sent to this chat-completions provider: {why}.",
-                       param=field, code=UNSUPPORTED_FIELD)
+    return Screen(RESPONSES_TO_CHAT).refuse(field, why)
 
 
-def request_to_chat(body: dict[str, Any]) -> dict[str, Any]:
+def request_to_chat(body: dict[str, Any], screen: Screen | None = None) -> dict[str, Any]:
     """A Responses request as a Chat Completions request."""
-    for key in body:
-        if key not in _KNOWN:
-            raise _unsupported(key, "the field has no Chat Completions equivalent")
-    if body.get("previous_response_id"):
-        raise _unsupported("previous_response_id", "vpipe keeps no conversation state; send the "
-                           "whole conversation in 'input'")
+    screen = screen or Screen(RESPONSES_TO_CHAT)
+    screen.fields(body)
     if body.get("store"):
-        raise _unsupported("store", "vpipe does not store responses; send store: false")
-    if body.get("include"):
-        raise _unsupported("include", "extra output data is not available through chat providers")
-    if body.get("metadata"):
-        raise _unsupported("metadata", "chat providers do not keep response metadata")
+        raise screen.refuse("store", "vpipe does not store responses; send store: false")
     out: dict[str, Any] = {"model": body["model"], "messages": _messages(body)}
     if body.get("max_output_tokens") is not None:
         out["max_tokens"] = body["max_output_tokens"]
-    for field in ("temperature", "top_p", "user", "parallel_tool_calls"):
+    for field in _SAME:
         if body.get(field) is not None:
             out[field] = body[field]
     if body.get("tools"):
-        out["tools"] = [_tool(t, f"tools[{i}]") for i, t in enumerate(body["tools"])]
+        tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(body["tools"])
+                 if screen.keep_tool(t, f"tools[{i}]")]
+        if tools:
+            out["tools"] = tools
+        else:
+            out.pop("parallel_tool_calls", None)  # chat APIs refuse it without tools
     choice = body.get("tool_choice")
+    if body.get("tools") and "tools" not in out:
+        choice = None  # every tool was left out: a choice among them would be refused
     if isinstance(choice, str):
         out["tool_choice"] = choice
     elif isinstance(choice, dict):
         if choice.get("type") != "function":
             raise _unsupported("tool_choice", f"tool choice type {choice.get('type')!r}")
         out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-    text_format = (body.get("text") or {}).get("format")
+    text = body.get("text") or {}
+    text_format = text.get("format")
     if text_format is not None and text_format.get("type") != "text":
         out["response_format"] = _response_format(text_format)
+    if text.get("verbosity") is not None:
+        out["verbosity"] = text["verbosity"]
     reasoning = body.get("reasoning") or {}
     if reasoning.get("effort"):
         out["reasoning_effort"] = reasoning["effort"]
@@ -122,6 +122,8 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
     if role not in ("user", "assistant", "system", "developer"):
         raise bad_request(f"'{where}.role' must be user, assistant, system or developer",
                           param=f"{where}.role")
+    if role == "developer":
+        role = "system"  # what developer means to chat APIs; most of them know no other
     content = item.get("content")
     if isinstance(content, str):
         return {"role": role, "content": content}

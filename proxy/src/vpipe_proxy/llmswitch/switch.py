@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
 from vpipe_proxy.errors import ProxyError
 from vpipe_proxy.llmswitch import (
     anthropic_openai,
+    field_policy,
     openai_anthropic,
     openai_responses,
     responses_openai,
 )
 from vpipe_proxy.llmswitch.anthropic_openai_stream import OpenAIToAnthropicStream
+from vpipe_proxy.llmswitch.field_policy import DROPPED_HEADER, PairPolicy, Screen
 from vpipe_proxy.llmswitch.openai_anthropic_stream import AnthropicToOpenAIStream
 from vpipe_proxy.llmswitch.responses_openai_stream import ChatToResponsesStream
 from vpipe_proxy.modules import Call, Next, Reply
@@ -82,7 +84,8 @@ class Conversion:
 
     protocol: str  # the provider side's protocol
     endpoint: str  # its API path below /v1
-    request: Callable[[dict[str, Any]], dict[str, Any]]
+    policy: PairPolicy  # what happens to each request field (mapped, dropped, refused)
+    request: Callable[[dict[str, Any], Screen], dict[str, Any]]
     reply: Callable[[dict[str, Any], Call], dict[str, Any]]
     stream: Callable[[Call], _StreamConverter]
 
@@ -92,13 +95,26 @@ def _include_usage(call: Call) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-def converting(step: Conversion) -> Switch:
-    """A switch that converts each call with `step` before handing it to the provider side."""
+def _dropped(screen: Screen, reply: Reply) -> dict[str, str] | None:
+    """The reply's headers plus what this step dropped (an inner step may have named some)."""
+    headers = reply.headers
+    if not screen.dropped:
+        return headers
+    headers = dict(headers or {})
+    inner = headers.get(DROPPED_HEADER)
+    headers[DROPPED_HEADER] = screen.header() + (", " + inner if inner else "")
+    return headers
+
+
+def converting(step: Conversion, *, strict: bool = False) -> Switch:
+    """A switch that converts each call with `step` before handing it to the provider side;
+    `strict` (a Pipeline's `hints: refuse`) refuses what the policy would drop."""
 
     def wrap(provider: Next) -> Next:
         async def switch(call: Call) -> Reply:
+            screen = Screen(step.policy, strict=strict, pipeline=call.pipeline)
             inner = Call(protocol=step.protocol, endpoint=step.endpoint,
-                         body=step.request(call.body), raw=b"", model=call.model,
+                         body=step.request(call.body, screen), raw=b"", model=call.model,
                          stream=call.stream, headers=call.headers, route=call.route,
                          pipeline=call.pipeline)
             reply = await provider(inner)
@@ -107,7 +123,8 @@ def converting(step: Conversion) -> Switch:
             if reply.chunks is not None:
                 return Reply(200, chunks=_converted(reply.chunks, step.stream(call), call,
                                                     step.protocol),
-                             content_type="text/event-stream", release=reply.release)
+                             content_type="text/event-stream", release=reply.release,
+                             headers=_dropped(screen, reply))
             try:
                 data = orjson.loads(reply.body)
             except orjson.JSONDecodeError as e:
@@ -117,7 +134,7 @@ def converting(step: Conversion) -> Switch:
                 body = orjson.dumps(step.reply(data, call))
             except _SHAPE_ERRORS as e:
                 raise _wrong_shape(call, step.protocol, e) from e
-            return Reply(200, body=body, headers=reply.headers)
+            return Reply(200, body=body, headers=_dropped(screen, reply))
 
         return switch
 
@@ -125,37 +142,52 @@ def converting(step: Conversion) -> Switch:
 
 
 ANTHROPIC_TO_CHAT = Conversion(
-    "openai-chat", "/chat/completions", anthropic_openai.request_to_openai,
+    "openai-chat", "/chat/completions", field_policy.ANTHROPIC_TO_CHAT,
+    anthropic_openai.request_to_openai,
     lambda data, call: anthropic_openai.response_to_anthropic(data, call.model),
     lambda call: OpenAIToAnthropicStream(call.model))
 CHAT_TO_ANTHROPIC = Conversion(
-    "anthropic-messages", "/messages", openai_anthropic.request_to_anthropic,
+    "anthropic-messages", "/messages", field_policy.CHAT_TO_ANTHROPIC,
+    openai_anthropic.request_to_anthropic,
     lambda data, call: openai_anthropic.response_to_openai(data, call.model),
     lambda call: AnthropicToOpenAIStream(call.model, _include_usage(call)))
 RESPONSES_TO_CHAT = Conversion(
-    "openai-chat", "/chat/completions", responses_openai.request_to_chat,
+    "openai-chat", "/chat/completions", field_policy.RESPONSES_TO_CHAT,
+    responses_openai.request_to_chat,
     lambda data, call: responses_openai.response_from_chat(data, call.body),
     lambda call: ChatToResponsesStream(call.body))
 CHAT_TO_RESPONSES = Conversion(
-    "openai-responses", "/responses", openai_responses.request_to_responses,
+    "openai-responses", "/responses", field_policy.CHAT_TO_RESPONSES,
+    openai_responses.request_to_responses,
     lambda data, call: openai_responses.response_to_chat(data, call.model),
     lambda call: openai_responses.ResponsesToChatStream(call.model, _include_usage(call)))
 
 
-def _then(first: Conversion, second: Conversion) -> Switch:
-    """Two steps through Chat Completions, e.g. Responses -> Chat -> Anthropic."""
-    return lambda provider: converting(first)(converting(second)(provider))
-
-
-_SWITCHES: dict[tuple[str, str], Switch] = {
-    ("anthropic-messages", "openai-chat"): converting(ANTHROPIC_TO_CHAT),
-    ("openai-chat", "anthropic-messages"): converting(CHAT_TO_ANTHROPIC),
-    ("openai-responses", "openai-chat"): converting(RESPONSES_TO_CHAT),
-    ("openai-chat", "openai-responses"): converting(CHAT_TO_RESPONSES),
-    ("openai-responses", "anthropic-messages"): _then(RESPONSES_TO_CHAT, CHAT_TO_ANTHROPIC),
-    ("anthropic-messages", "openai-responses"): _then(ANTHROPIC_TO_CHAT, CHAT_TO_RESPONSES),
+# Each pair in one step, or two through Chat Completions (e.g. Responses -> Chat -> Anthropic).
+_STEPS: Final[dict[tuple[str, str], tuple[Conversion, ...]]] = {
+    ("anthropic-messages", "openai-chat"): (ANTHROPIC_TO_CHAT,),
+    ("openai-chat", "anthropic-messages"): (CHAT_TO_ANTHROPIC,),
+    ("openai-responses", "openai-chat"): (RESPONSES_TO_CHAT,),
+    ("openai-chat", "openai-responses"): (CHAT_TO_RESPONSES,),
+    ("openai-responses", "anthropic-messages"): (RESPONSES_TO_CHAT, CHAT_TO_ANTHROPIC),
+    ("anthropic-messages", "openai-responses"): (ANTHROPIC_TO_CHAT, CHAT_TO_RESPONSES),
 }
 
 
-def switch_for(client: str, provider: str) -> Switch | None:
-    return _SWITCHES.get((client, provider))
+def steps_for(client: str, provider: str) -> tuple[Conversion, ...]:
+    """The conversion steps from `client` to `provider`; empty when none is needed or known."""
+    return _STEPS.get((client, provider), ())
+
+
+def switch_for(client: str, provider: str, *, strict: bool = False) -> Switch | None:
+    """The switch for one pair; `strict` is the Pipeline's `hints: refuse`."""
+    steps = steps_for(client, provider)
+    if not steps:
+        return None
+
+    def wrap(run: Next) -> Next:
+        for step in reversed(steps):
+            run = converting(step, strict=strict)(run)
+        return run
+
+    return wrap

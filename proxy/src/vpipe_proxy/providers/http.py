@@ -16,6 +16,7 @@ import orjson
 
 import vpipe_proxy.upstream_client as upstream_client
 from vpipe_api.document import ProviderConfig
+from vpipe_api.patterns import ModelMap
 from vpipe_api.protocols import provider_accepts
 from vpipe_proxy.credentials import resolve_secret
 from vpipe_proxy.errors import ConfigLoadError, ProxyError
@@ -26,6 +27,8 @@ from vpipe_proxy.sse import EventCutter, EventTooLarge
 # Upstream statuses that are about the client's request: the client sees them as they are.
 _PASS_THROUGH = frozenset({400, 404, 409, 413, 415, 422, 429})
 _FORWARDED_CLIENT_HEADERS = ("x-request-id", "openai-organization", "openai-project")
+# Anthropic refuses beta fields (e.g. Claude Code's context_management) without their flag.
+_FORWARDED_TO_ANTHROPIC = (*_FORWARDED_CLIENT_HEADERS, "anthropic-beta")
 _USER_AGENT = ("user-agent", "vpipe")
 
 
@@ -50,6 +53,7 @@ class HTTPProvider:
         self.protocol = config.protocol
         self.accepts = provider_accepts(config.protocol)
         self.health = Health(detail={"family": config.family, "baseUrl": config.base_url})
+        self._models = ModelMap(config.model_map)
         self._secrets_dir = secrets_dir
         self._environ = environ
         self._warm = warm_connections
@@ -91,12 +95,14 @@ class HTTPProvider:
 
     async def call(self, call: Call) -> Reply:
         body = call.raw
-        mapped = self.config.model_map.get(call.model)
-        if mapped is not None or not body:
-            call.body["model"] = mapped or call.model
+        mapped, key = self._models.lookup(call.model)
+        if key is not None or not body:
+            call.body["model"] = mapped
             body = orjson.dumps(call.body)
         headers = self._headers
-        forwarded = [(h, v) for h in _FORWARDED_CLIENT_HEADERS if (v := call.headers.get(h))]
+        names = _FORWARDED_TO_ANTHROPIC if self.protocol == "anthropic-messages" \
+            else _FORWARDED_CLIENT_HEADERS
+        forwarded = [(h, v) for h in names if (v := call.headers.get(h))]
         if forwarded:
             _check_forwarded(forwarded)
             headers = headers + forwarded

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from vpipe_api.document import ProviderConfig
+from vpipe_api.patterns import ModelMap
 from vpipe_api.protocols import provider_accepts
 from vpipe_proxy.errors import ProxyError, bad_request
 from vpipe_proxy.modules import Call, Health, Reply
@@ -32,6 +33,7 @@ class MockProvider:
         self.protocol = config.protocol
         self.accepts = provider_accepts(config.protocol)
         self.health = Health(detail={"family": "mock"})
+        self._models = ModelMap(config.model_map)
 
     async def start(self) -> None:
         return None
@@ -40,7 +42,7 @@ class MockProvider:
         return None
 
     async def call(self, call: Call) -> Reply:
-        model = self.config.model_map.get(call.model, call.model)
+        model = self._models.lookup(call.model)[0]
         if call.protocol == "openai-embeddings":
             reply = Reply(200, body=orjson.dumps(_embeddings(call.body, model)))
         elif call.stream:
