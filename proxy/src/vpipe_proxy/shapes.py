@@ -33,7 +33,8 @@ _ANTHROPIC_BLOCKS: Final = frozenset({
 _RESPONSES_ROLES: Final = frozenset({"user", "assistant", "system", "developer"})
 # Tuples, not sets: membership by ==, so an unhashable role (a list) is simply not in them.
 _PLAIN_ROLES: Final = ("user", "system", "developer", "assistant")
-_ANTHROPIC_ROLES: Final = ("user", "assistant")
+# "system" mid-conversation: Claude Code sends it; the llmswitch field policy places it.
+_ANTHROPIC_ROLES: Final = ("user", "assistant", "system")
 
 
 def _fail(where: str, what: str) -> ProxyError:
@@ -337,7 +338,7 @@ def _anthropic_messages(body: dict[str, Any]) -> None:
         where = f"messages[{i}]"
         message = _item(message, where)
         if message.get("role") not in _ANTHROPIC_ROLES:
-            raise _fail(f"{where}.role", "user or assistant")
+            raise _fail(f"{where}.role", "user, assistant or system")
         content = message.get("content")
         if not isinstance(content, str):
             _anthropic_blocks(content, f"{where}.content")
