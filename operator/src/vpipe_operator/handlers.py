@@ -99,20 +99,22 @@ def configure(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
 
 
 def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
-    """The same endpoint and identity our REST client uses, for kopf's watches."""
+    """The same endpoint and identity our REST client uses, for kopf's watches.
+
+    kopf calls the login handler again when the API answers 401, so an expired exec-plugin
+    credential is renewed through `current_token` here too.
+    """
     token = credentials.current_token()
     return kopf.ConnectionInfo(
         server=credentials.server,
         ca_path=credentials.ca_path,
-        ca_data=credentials.ca_data,
         insecure=credentials.insecure,
         username=credentials.username,
         password=credentials.password,
         scheme="Bearer" if token else None,
         token=token,
         certificate_path=credentials.cert_path,
-        certificate_data=credentials.cert_data,
         private_key_path=credentials.key_path,
-        private_key_data=credentials.key_data,
         default_namespace=credentials.namespace,
+        proxy_url=credentials.proxy,
     )

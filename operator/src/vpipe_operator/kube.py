@@ -152,8 +152,8 @@ class KubeClient:
             headers["Content-Type"] = content_type
         url = self._credentials.server + path
         try:
-            async with session.request(method, url, params=params, data=data,
-                                       headers=headers) as response:
+            async with session.request(method, url, params=params, data=data, headers=headers,
+                                       proxy=self._credentials.proxy) as response:
                 raw = await response.read()
                 if response.status < 300:
                     parsed = orjson.loads(raw) if raw else {}
