@@ -1,8 +1,9 @@
 """Where API credentials come from (`credentials`): kubeconfig, service account, precedence.
 
 Tokens (inline, tokenFile relative to the kubeconfig), client certificates as data, CA data,
-insecure-skip-tls-verify, exec plugins (run, renewed on expiry, failures reported), broken kubeconfigs named in the
-error, the in-cluster service account, and kopf getting the same endpoint and identity.
+insecure-skip-tls-verify, exec plugins (run, renewed on expiry, failures reported), broken
+kubeconfigs named in the error, the in-cluster service account, and kopf getting the same
+endpoint and identity.
 """
 
 from __future__ import annotations
