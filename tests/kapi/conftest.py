@@ -159,6 +159,8 @@ def run_operator(chart_identity: Path, tmp_path: Path) -> Iterator[Callable[...,
     yield start
     for process in started:
         process.stop()
+        # Shown by pytest only when the test failed.
+        print(f"--- {process.log_path.name}\n{process.log()[-6000:]}")
 
 
 def assert_no_forbidden(process: Process) -> None:
