@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.kapi.conftest import VPIPE, Process, assert_no_forbidden, mint_token, path, pipeline, wait_for
@@ -31,6 +32,9 @@ if not token:
 print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
                   "status": {"token": token}}))
 """
+
+# Session start-up (kapi, kubectl) is charged to the first test that needs it.
+pytestmark = pytest.mark.timeout(300)
 
 
 def release_manager(api: Api, ns: str) -> str:

@@ -84,6 +84,9 @@ CEL_CASES: dict[str, Callable[[dict[str, Any]], None]] = {
 CONSTRAINTS = ("pattern", "maxLength", "minLength", "minimum", "maximum", "enum", "minItems",
                "maxItems", "required")
 
+# Session start-up (kapi, kubectl) is charged to the first test that needs it.
+pytestmark = pytest.mark.timeout(300)
+
 
 def walk(node: dict[str, Any], at: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     yield at, node

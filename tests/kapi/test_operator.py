@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.kapi.conftest import (
     Process,
     assert_no_forbidden,
@@ -35,6 +37,9 @@ from tests.kapi.conftest import (
 from tests.kapi.controlplane import Api, ControlPlane
 
 CONFIGMAP = "vpipe-config"
+
+# Session start-up (kapi, kubectl) is charged to the first test that needs it.
+pytestmark = pytest.mark.timeout(300)
 
 
 def config(api: Api, ns: str) -> dict[str, Any] | None:

@@ -32,6 +32,9 @@ from vpipe_api.render import configmap_manifest, render
 
 MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
+# Session start-up (kapi, kubectl) is charged to the first test that needs it.
+pytestmark = pytest.mark.timeout(300)
+
 
 def free_port() -> int:
     with socket.socket() as s:
