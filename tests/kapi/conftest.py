@@ -81,9 +81,13 @@ def rendered_chart(values: dict[str, Any] | None = None) -> list[dict[str, Any]]
 
 @pytest.fixture(scope="session")
 def chart_identity(kapi: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig for the chart's ServiceAccount, bound by the chart's RBAC (peering on)."""
+    """A kubeconfig for the chart's ServiceAccount, bound by the chart's RBAC (peering on).
+
+    Every operator in this tier serves only its test's namespace, so the RBAC is that of a
+    release with `operator.namespaces` (which decides the kopf peering kind it grants).
+    """
     api = kapi.api()
-    docs = rendered_chart({"operator": {"peering": {"enabled": True}}})
+    docs = rendered_chart({"operator": {"namespaces": ["any"], "peering": {"enabled": True}}})
     api.create("/api/v1/namespaces", {"metadata": {"name": RELEASE_NAMESPACE}})
     wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     manifests = [d for d in docs if d["kind"] in wanted]
@@ -160,7 +164,9 @@ def run_operator(chart_identity: Path, tmp_path: Path) -> Iterator[Callable[...,
     for process in started:
         process.stop()
         # Shown by pytest only when the test failed.
-        print(f"--- {process.log_path.name}\n{process.log()[-6000:]}")
+        log = process.log()
+        shown = log if len(log) < 8000 else f"{log[:4000]}\n[...]\n{log[-4000:]}"
+        print(f"--- {process.log_path.name}\n{shown}")
 
 
 def assert_no_forbidden(process: Process) -> None:
