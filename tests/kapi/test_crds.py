@@ -59,27 +59,27 @@ VALID: dict[str, dict[str, Any]] = {
     },
 }
 
-# CEL rule message -> how to break a VALID object so that only that rule objects.
-CEL_CASES: dict[str, Callable[[dict[str, Any]], None]] = {
+# CEL rule message -> the kind, and how to break its VALID object so that this rule objects.
+CEL_CASES: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "type is 'provider' but the 'provider' member is missing":
-        lambda o: o["spec"]["modules"][1].pop("provider"),
+        ("Pipeline", lambda o: o["spec"]["modules"][1].pop("provider")),
     "type is 'compatibility' but the 'compatibility' member is missing":
-        lambda o: o["spec"]["modules"][0].pop("compatibility"),
+        ("Pipeline", lambda o: o["spec"]["modules"][0].pop("compatibility")),
     "set a family (e.g. openai, deepseek, mock) or a baseUrl":
-        lambda o: o["spec"]["modules"][1]["provider"].pop("family"),
+        ("Pipeline", lambda o: o["spec"]["modules"][1]["provider"].pop("family")),
     "a metric needs a threshold: set min, max or both":
-        lambda o: o["spec"]["canary"]["analysis"]["metrics"][0].pop("max"),
+        ("Route", lambda o: o["spec"]["canary"]["analysis"]["metrics"][0].pop("max")),
     "a metric without a query must be a built-in: success-rate, latency-p99, translation-errors":
-        lambda o: o["spec"]["canary"]["analysis"]["metrics"][0].pop("query"),
+        ("Route", lambda o: o["spec"]["canary"]["analysis"]["metrics"][0].pop("query")),
     "steps must be strictly ascending, e.g. [5, 25, 50, 100]":
-        lambda o: o["spec"]["canary"].update(steps=[25, 5]),
+        ("Route", lambda o: o["spec"]["canary"].update(steps=[25, 5])),
     "weight and steps are exclusive: with steps the operator sets the weight one explicit promote "
     "at a time; remove weight or steps":
-        lambda o: o["spec"]["canary"].update(weight=10),
+        ("Route", lambda o: o["spec"]["canary"].update(weight=10)),
     "analysis needs steps: its checks run at each step; add steps, e.g. [5, 25, 50]":
-        lambda o: o["spec"]["canary"].pop("steps"),
+        ("Route", lambda o: o["spec"]["canary"].pop("steps")),
     "match.models must name at least one model (exact, glob or re:<regex>)":
-        lambda o: o["spec"]["match"].update(models=[]),
+        ("Route", lambda o: o["spec"]["match"].update(models=[])),
 }
 CONSTRAINTS = ("pattern", "maxLength", "minLength", "minimum", "maximum", "enum", "minItems",
                "maxItems", "required")
@@ -193,9 +193,9 @@ def test_each_schema_constraint_is_enforced(api: Api, kind: str, at: tuple[str, 
 
 @pytest.mark.parametrize("message", CEL_CASES)
 def test_each_cel_rule_rejects_with_our_message(api: Api, message: str) -> None:
-    kind = "Pipeline" if "member" in message or "family" in message else "Route"
+    kind, edit = CEL_CASES[message]
     obj = copy.deepcopy(VALID[kind])
-    CEL_CASES[message](obj)
+    edit(obj)
     error = api.rejection("POST", path(kind, "default") + DRY_RUN, obj)
     assert error.status == 422, error
     assert message in error.body["message"], error.body["message"]
