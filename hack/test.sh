@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib/venv.sh"
 source "$(dirname "$0")/lib/prometheus.sh"  # a real Prometheus for the canary-analysis tests
 # tests/kapi runs on a real kube-apiserver when ../shared/kapi (or $VPIPE_KAPI) is there; its
 # etcd is fetched here once, so a missing one is reported up front (the tier then skips).
-if [ -x "${VPIPE_KAPI:-$ROOT/../shared/kapi/kapi}" ]; then
+if [ -f "${VPIPE_KAPI:-$ROOT/../shared/kapi/kapi}" ]; then
   source "$(dirname "$0")/lib/etcd.sh" || echo "== etcd: none (see above): tests/kapi will skip"
 else
   echo "== kapi: ${VPIPE_KAPI:-$ROOT/../shared/kapi/kapi} absent: tests/kapi will skip"

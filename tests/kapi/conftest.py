@@ -34,7 +34,7 @@ VPIPE = str(Path(sys.executable).parent / "vpipe")  # the console script users r
 @pytest.fixture(scope="session")
 def kapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     script = kapi_script()
-    if not os.access(script, os.X_OK):
+    if not script.is_file():
         pytest.skip(f"no real API server: {script} is missing (set VPIPE_KAPI to the kapi script; "
                     "without it, hack/e2e-kind.sh covers a real cluster where Docker exists)")
     etcd, why = find_etcd()
@@ -52,6 +52,10 @@ def kapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                       "crd/pipelines.vpipe.io", "crd/routes.vpipe.io")
+        # The OpenAPI document (kubectl explain) follows Established by a moment.
+        wait_for(lambda: all(plane.kubectl("explain", kind, check=False).returncode == 0
+                             for kind in ("pipelines", "routes")),
+                 what="the CRDs in the OpenAPI document", timeout=60, interval=0.5)
         yield plane
     finally:
         plane.stop()

@@ -31,7 +31,7 @@ KAPI_ENV = "VPIPE_KAPI"
 WATCHDOG = """\
 import subprocess, sys
 sys.stdin.buffer.read()  # returns at EOF: pytest closed the pipe, or died
-subprocess.run([sys.argv[1], "down", sys.argv[2]], timeout=120, check=False,
+subprocess.run(["bash", sys.argv[1], "down", sys.argv[2]], timeout=120, check=False,
                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 """
 
@@ -97,8 +97,9 @@ class ControlPlane:
         watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(script), str(directory)],
                                     stdin=subprocess.PIPE, start_new_session=True, env=env)
         try:
-            up = subprocess.run([str(script), "up", str(directory)], env=env, capture_output=True,
-                                text=True, timeout=180, check=False)
+            # Through bash: the copy of shared/ beside a CI checkout may lack the exec bit.
+            up = subprocess.run(["bash", str(script), "up", str(directory)], env=env,
+                                capture_output=True, text=True, timeout=180, check=False)
             if up.returncode != 0:
                 raise RuntimeError(f"kapi up failed ({up.returncode}): {up.stderr[-2000:]}")
             kubeconfig = Path(up.stdout.strip().splitlines()[-1])
