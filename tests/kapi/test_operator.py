@@ -12,6 +12,9 @@ authorizer and shows in the operator's log as a 403, which fails the test (`asse
   a converged namespace writes nothing (resourceVersions unchanged).
 - Two replicas with kopf peering: the higher priority one serves, the other pauses, and takes
   over when the first stops.
+- Every request it makes, recorded on its way to the API server, against the chart's
+  ClusterRole: none missing, none granted and unused.
+- The in-cluster credentials (mounted ServiceAccount files) reach the API server.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from tests.kapi.conftest import (
 from tests.kapi.controlplane import Api, ControlPlane
 from tests.kapi.recorder import Recorder
 from tests.operator.harness import rbac_key
+from vpipe_operator import errors
+from vpipe_operator.credentials import Credentials, load_credentials
+from vpipe_operator.kube import PIPELINES, ROUTES, KubeClient
 
 CONFIGMAP = "vpipe-config"
 
@@ -247,3 +253,28 @@ def test_the_operator_uses_what_the_chart_grants(
     print("granted but unused:", sorted(unused))
     assert unused == set(GRANTED_UNUSED), sorted(unused)
     assert_no_forbidden(operator)
+
+
+def mounted_service_account(kapi: ControlPlane, identity: Path, directory: Path) -> Credentials:
+    """What a pod sees: the ServiceAccount's files and the KUBERNETES_SERVICE_* variables."""
+    token = yaml.safe_load(identity.read_text())["users"][0]["user"]["token"]
+    (directory / "token").write_text(token)
+    (directory / "ca.crt").write_bytes(kapi.ca.read_bytes())
+    (directory / "namespace").write_text("vpipe-system")
+    host, _, port = kapi.server.removeprefix("https://").rpartition(":")
+    return load_credentials({"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port},
+                            service_account_dir=directory)
+
+
+async def test_in_cluster_credentials_reach_the_api_server(
+        kapi: ControlPlane, api: Api, ns: str, chart_identity: Path, tmp_path: Path) -> None:
+    """In a pod the operator reads the mounted ServiceAccount (token, ca.crt, namespace); the
+    same files, laid out here, reach the real API server, its certificate checked."""
+    credentials = mounted_service_account(kapi, chart_identity, tmp_path)
+    assert credentials.namespace == "vpipe-system" and credentials.ca_path
+    api.create(path("Route", ns), route("chat", "v1", ["gpt-*"]))
+    async with KubeClient(credentials) as client:
+        routes = await client.list(ROUTES, ns)
+        assert [r["metadata"]["name"] for r in routes] == ["chat"]
+        with pytest.raises(errors.Forbidden):  # the chart's role: no reading Pipelines by name
+            await client.get(PIPELINES, ns, "v1")
