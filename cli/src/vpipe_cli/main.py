@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from vpipe_operator.credentials import Credentials
 
 CLI_USER_AGENT = "vpipe-cli/0.1"  # tells its requests apart from the operator's (audit logs)
+CLI_FORBIDDEN = ("your kubeconfig's user may not {verb} {path}: the rollout commands need get and "
+                 "patch on routes.vpipe.io in the namespace (docs/rollout.md)")
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
@@ -246,7 +248,8 @@ async def _rollout(args: argparse.Namespace, credentials: Credentials) -> int:
     from vpipe_operator import kube, rollout
 
     namespace = args.namespace or credentials.namespace or "default"
-    async with kube.KubeClient(credentials, user_agent=CLI_USER_AGENT) as client:
+    async with kube.KubeClient(credentials, user_agent=CLI_USER_AGENT,
+                               forbidden_advice=CLI_FORBIDDEN) as client:
         obj = await client.get(kube.ROUTES, namespace, args.route)
         if obj is None:
             print(f"vpipe rollout: Route '{args.route}' not found in namespace '{namespace}'",

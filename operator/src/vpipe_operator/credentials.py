@@ -1,13 +1,15 @@
-"""Where the operator's Kubernetes API credentials come from: a kubeconfig or the pod's account.
+"""Where Kubernetes API credentials come from: the official `kubernetes` client's config loading.
 
-Both our REST client (`kube`) and kopf (through the login handler) use the same `Credentials`,
-so they always talk to the same cluster as the same identity. Precedence follows kubectl:
-`$KUBECONFIG` when set, else the in-cluster service account, else `~/.kube/config`.
+The operator, the webhook and the CLI all call `load_credentials`, and kopf logs in with the same
+`Credentials` (the login handler), so every part talks to the same cluster as the same identity.
+Precedence follows kubectl: `$KUBECONFIG` (files merged, first wins) when set, else the
+in-cluster service account, else `~/.kube/config`.
 
-Supported: bearer tokens (inline, `tokenFile`, the rotating projected service-account token),
-client certificates (paths or inline data), basic auth, CA bundles, `insecure-skip-tls-verify`.
-Not supported: `exec` and `auth-provider` plugins (cloud CLIs); the error says what to use
-instead. This module never logs a token or a key.
+Reading kubeconfigs is left to the maintained `kubernetes` package rather than done here: it runs
+`exec` plugins (EKS, GKE, AKS, kubelogin), OIDC `auth-provider`s, reads tokens, certificate and
+CA files or data, `insecure-skip-tls-verify`, `proxy-url`, and re-runs an exec plugin when its
+credential expires. What we keep is a small typed view (`Credentials`) that our aiohttp clients
+and kopf consume. This module never logs a token or a key.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import binascii
 import dataclasses
 import os
 import ssl
-import tempfile
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kubernetes.client import Configuration
+from kubernetes.config import incluster_config, kube_config
+from kubernetes.config.config_exception import ConfigException
 
 from vpipe_operator.errors import CredentialsError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-TOKEN_REREAD_SECONDS = 60.0  # projected tokens rotate; kubelet refreshes the file well ahead
+AUTH_KEY = "BearerToken"  # where the kubernetes client keeps the whole Authorization value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,23 +40,25 @@ class Credentials:
     server: str
     origin: str  # for messages: "kubeconfig /path (context kind-vpipe)", "in-cluster ..."
     ca_path: str | None = None
-    ca_data: bytes | None = None  # PEM
     insecure: bool = False
-    token: str | None = None
-    token_path: str | None = None
+    token: str | None = dataclasses.field(default=None, repr=False)
     cert_path: str | None = None
     key_path: str | None = None
-    cert_data: bytes | None = None  # PEM
-    key_data: bytes | None = None  # PEM
     username: str | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
     namespace: str | None = None
+    proxy: str | None = None
+    # The bearer token now: re-runs an expired exec plugin, re-reads a rotated service-account
+    # token. Blocking (a subprocess at most once per credential lifetime), hence not per request
+    # in a hot loop: our clients call it once per API request, like client-go.
+    refresh: Callable[[], str | None] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
 
     def current_token(self) -> str | None:
-        """The bearer token, re-reading `token_path` at most once a minute (rotation)."""
-        if self.token_path is None:
-            return self.token
-        return _read_token(self.token_path)
+        """The bearer token to send now (refreshed when the source says it expired)."""
+        if self.refresh is not None:
+            return self.refresh()
+        return self.token
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS settings for https servers; None for plain http (test servers)."""
@@ -65,15 +69,10 @@ class Credentials:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         else:
-            context = ssl.create_default_context(
-                cafile=self.ca_path, cadata=self.ca_data.decode() if self.ca_data else None
-            )
-        cert, key = self.cert_path, self.key_path
-        if self.cert_data is not None or self.key_data is not None:
-            cert, key = _materialize(self.cert_data, self.key_data)
-        if cert is not None:
+            context = ssl.create_default_context(cafile=self.ca_path)
+        if self.cert_path is not None:
             try:
-                context.load_cert_chain(cert, key)
+                context.load_cert_chain(self.cert_path, self.key_path)
             except (OSError, ssl.SSLError) as e:
                 raise CredentialsError(
                     f"cannot load the client certificate from {self.origin}: {e}"
@@ -90,7 +89,7 @@ def load_credentials(
         return from_kubeconfig(paths)
     host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
     if host and port and (service_account_dir / "token").exists():
-        return from_service_account(host, port, service_account_dir)
+        return from_service_account(environ, service_account_dir)
     home = Path(environ.get("HOME", "~")).expanduser() / ".kube" / "config"
     if home.exists():
         return from_kubeconfig([str(home)])
@@ -101,124 +100,101 @@ def load_credentials(
     )
 
 
-def from_service_account(host: str, port: str, directory: Path) -> Credentials:
-    host = f"[{host}]" if ":" in host else host  # IPv6 service address
+def from_service_account(environ: Mapping[str, str], directory: Path) -> Credentials:
+    """The pod's service account; its projected token is re-read as it rotates."""
+    config = Configuration()
+    loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+        token_filename=str(directory / "token"), cert_filename=str(directory / "ca.crt"),
+        environ=environ)
+    origin = f"in-cluster service account ({directory})"
+    try:
+        loader.load_and_set(config)  # type: ignore[no-untyped-call]
+    except ConfigException as e:
+        raise CredentialsError(f"{origin}: {e}") from e
     namespace_file = directory / "namespace"
-    ca_file = directory / "ca.crt"
-    return Credentials(
-        server=f"https://{host}:{port}",
-        origin=f"in-cluster service account ({directory})",
-        ca_path=str(ca_file) if ca_file.exists() else None,
-        token_path=str(directory / "token"),
-        namespace=namespace_file.read_text().strip() if namespace_file.exists() else None,
-    )
+    namespace = namespace_file.read_text().strip() if namespace_file.exists() else None
+    return _from_configuration(config, origin, namespace)
 
 
 def from_kubeconfig(paths: list[str]) -> Credentials:
-    """The current context of the first kubeconfig that sets one (files merged, first wins)."""
-    merged: dict[str, dict[str, Any]] = {"clusters": {}, "users": {}, "contexts": {}}
-    bases: dict[tuple[str, str], Path] = {}
-    current: str | None = None
-    for raw_path in paths:
-        path = Path(raw_path).expanduser()
-        if not path.exists():
-            continue
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise CredentialsError(f"cannot read kubeconfig {path}: {e}") from e
-        if not isinstance(doc, dict):
-            raise CredentialsError(f"kubeconfig {path} is not a mapping")
-        current = current or doc.get("current-context")
-        for section, item in (("clusters", "cluster"), ("users", "user"), ("contexts", "context")):
-            for entry in doc.get(section) or []:
-                if isinstance(entry, dict) and entry.get("name") not in merged[section]:
-                    merged[section][entry["name"]] = entry.get(item) or {}
-                    bases[(section, entry["name"])] = path.parent
+    """The current context of the kubeconfig files, merged as kubectl merges them."""
     where = ", ".join(paths)
-    if not bases and not any(Path(p).expanduser().exists() for p in paths):
+    existing = [p for p in paths if Path(p).expanduser().exists()]
+    if not existing:
         raise CredentialsError(f"kubeconfig {where} does not exist; fix KUBECONFIG")
-    if current is None:
-        raise CredentialsError(f"kubeconfig {where} has no current-context; "
-                               "run `kubectl config use-context NAME`")
-    context = merged["contexts"].get(current)
-    if context is None:
-        raise CredentialsError(f"kubeconfig {where}: current-context {current!r} is not defined")
-    cluster_name, user_name = context.get("cluster"), context.get("user")
-    cluster = merged["clusters"].get(cluster_name)
-    if cluster is None or not cluster.get("server"):
-        raise CredentialsError(f"kubeconfig {where}: context {current!r} names cluster "
-                               f"{cluster_name!r}, which is not defined or has no server")
-    user = merged["users"].get(user_name, {}) if user_name else {}
-    if "exec" in user or "auth-provider" in user:
+    config = Configuration()
+    try:
+        merged = kube_config.KubeConfigMerger(  # type: ignore[no-untyped-call]
+            os.pathsep.join(existing))
+        if merged.config is None:
+            raise CredentialsError(f"kubeconfig {where} holds no configuration")
+        loader = kube_config.KubeConfigLoader(  # type: ignore[no-untyped-call]
+            config_dict=merged.config, config_base_path=None)
+        context = loader.current_context
+        origin = f"kubeconfig {where} (context {context['name']})"
+        loader.load_and_set(config)  # type: ignore[no-untyped-call]
+    except (ConfigException, KeyError, TypeError, ValueError, OSError) as e:
+        raise CredentialsError(f"kubeconfig {where}: {_reason(e)}") from e
+    if not config.host or config.host == Configuration().host:
+        raise CredentialsError(f"{origin}: its cluster has no server")
+    user = _user(merged.config.value, context)
+    if ("exec" in user or "auth-provider" in user) and not (
+            config.api_key.get(AUTH_KEY) or config.cert_file):
+        # The client logs a failing plugin and carries on without credentials: stop here instead.
+        plugin = "exec plugin" if "exec" in user else "auth-provider"
         raise CredentialsError(
-            f"kubeconfig {where}: user {user_name!r} uses an exec/auth-provider plugin, which "
-            "the vpipe operator does not run; use a token (e.g. `kubectl create token SA`) or "
-            "a client certificate, or run the operator in-cluster"
-        )
-    cbase = bases.get(("clusters", str(cluster_name)), Path("."))
-    ubase = bases.get(("users", str(user_name)), Path("."))
+            f"{origin}: the user's {plugin} gave no credential (its error is logged above); "
+            "check that `kubectl get ns` works with this kubeconfig")
+    return _from_configuration(config, origin, context["context"].get("namespace"))
+
+
+def _from_configuration(config: Configuration, origin: str,
+                        namespace: str | None) -> Credentials:
+    scheme, _, value = str(config.api_key.get(AUTH_KEY) or "").strip().partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    username = password = None
+    if scheme == "basic":
+        username, password = _basic(value, origin)
+
+    def refresh() -> str | None:
+        header = config.get_api_key_with_prefix(AUTH_KEY) or ""
+        kind, _, token = header.strip().partition(" ")
+        return token.strip() if kind.lower() == "bearer" and token.strip() else None
+
     return Credentials(
-        server=str(cluster["server"]).rstrip("/"),
-        origin=f"kubeconfig {where} (context {current})",
-        ca_path=_path(cluster.get("certificate-authority"), cbase),
-        ca_data=_b64(cluster.get("certificate-authority-data"), where, "certificate-authority-data"),
-        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
-        token=user.get("token"),
-        token_path=_path(user.get("tokenFile"), ubase),
-        cert_path=_path(user.get("client-certificate"), ubase),
-        key_path=_path(user.get("client-key"), ubase),
-        cert_data=_b64(user.get("client-certificate-data"), where, "client-certificate-data"),
-        key_data=_b64(user.get("client-key-data"), where, "client-key-data"),
-        username=user.get("username"),
-        password=user.get("password"),
-        namespace=context.get("namespace"),
+        server=str(config.host).rstrip("/"),
+        origin=origin,
+        ca_path=config.ssl_ca_cert or None,
+        insecure=not config.verify_ssl,
+        token=value if scheme == "bearer" else None,
+        cert_path=config.cert_file or None,
+        key_path=config.key_file or None,
+        username=username,
+        password=password,
+        namespace=namespace,
+        proxy=config.proxy or None,
+        refresh=refresh if config.refresh_api_key_hook is not None else None,
     )
 
 
-def _path(value: Any, base: Path) -> str | None:
-    if not value:
-        return None
-    path = Path(str(value)).expanduser()
-    return str(path if path.is_absolute() else base / path)
+def _user(merged: Any, context: Any) -> Mapping[str, Any]:
+    name = context["context"].get("user")
+    for node in merged.get("users") or []:
+        entry = getattr(node, "value", node)  # the merger wraps each entry in a ConfigNode
+        if entry.get("name") == name:
+            return entry.get("user") or {}
+    return {}
 
 
-def _b64(value: Any, where: str, field: str) -> bytes | None:
-    if not value:
-        return None
+def _basic(value: str, origin: str) -> tuple[str, str]:
     try:
-        return base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise CredentialsError(f"kubeconfig {where}: {field} is not valid base64") from e
+        username, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError) as e:
+        raise CredentialsError(f"{origin}: the basic-auth user cannot be decoded") from e
+    return username, password
 
 
-_token_cache: dict[str, tuple[float, str]] = {}
-
-
-def _read_token(path: str) -> str:
-    now = time.monotonic()
-    cached = _token_cache.get(path)
-    if cached is not None and now - cached[0] < TOKEN_REREAD_SECONDS:
-        return cached[1]
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as e:
-        raise CredentialsError(f"cannot read the API token file {path}: {e}") from e
-    _token_cache[path] = (now, token)
-    return token
-
-
-def _materialize(cert: bytes | None, key: bytes | None) -> tuple[str | None, str | None]:
-    """`ssl` loads client certificates only from files: write them once, readable by us only."""
-    directory = tempfile.mkdtemp(prefix="vpipe-operator-")
-    paths: list[str | None] = []
-    for name, data in (("client.crt", cert), ("client.key", key)):
-        if data is None:
-            paths.append(None)
-            continue
-        path = os.path.join(directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        paths.append(path)
-    return paths[0], paths[1]
+def _reason(e: BaseException) -> str:
+    if isinstance(e, KeyError):
+        return f"{e.args[0] if e.args else e} is missing"
+    return str(e) or type(e).__name__

@@ -14,6 +14,7 @@ do not rename them.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Protocol
 
 import kopf
@@ -83,7 +84,8 @@ def configure(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
     """kopf's settings from ours: bounded watches, timeouts, quiet event posting."""
     # Bounded watch requests: without them a watch silently cut by a load balancer or an
     # API-server restart can hang forever and the operator stops seeing changes.
-    settings.watching.server_timeout = ours.watch_server_timeout
+    # The API's `timeoutSeconds` is an integer: kube-apiserver answers 400 to "300.0".
+    settings.watching.server_timeout = max(1, math.ceil(ours.watch_server_timeout))
     settings.watching.client_timeout = ours.watch_client_timeout
     settings.watching.connect_timeout = ours.watch_connect_timeout
     settings.networking.request_timeout = ours.request_timeout
@@ -99,20 +101,22 @@ def configure(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
 
 
 def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
-    """The same endpoint and identity our REST client uses, for kopf's watches."""
+    """The same endpoint and identity our REST client uses, for kopf's watches.
+
+    kopf calls the login handler again when the API answers 401, so an expired exec-plugin
+    credential is renewed through `current_token` here too.
+    """
     token = credentials.current_token()
     return kopf.ConnectionInfo(
         server=credentials.server,
         ca_path=credentials.ca_path,
-        ca_data=credentials.ca_data,
         insecure=credentials.insecure,
         username=credentials.username,
         password=credentials.password,
         scheme="Bearer" if token else None,
         token=token,
         certificate_path=credentials.cert_path,
-        certificate_data=credentials.cert_data,
         private_key_path=credentials.key_path,
-        private_key_data=credentials.key_data,
         default_namespace=credentials.namespace,
+        proxy_url=credentials.proxy,
     )

@@ -27,6 +27,8 @@ JSON = dict[str, Any]
 USER_AGENT: Final = "vpipe-operator/0.1"
 MERGE_PATCH: Final = "application/merge-patch+json"
 LIST_CHUNK: Final = 500  # items per list page; 1,000 Routes are two requests
+OPERATOR_ADVICE: Final = ("the operator's identity may not {verb} {path}: grant the verb in its "
+                          "ClusterRole (operator/rbac/clusterrole.yaml) or fix its credentials")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +70,10 @@ class KubeClient:
     """Kubernetes API calls over one aiohttp session; use as `async with KubeClient(...)`."""
 
     def __init__(self, credentials: Credentials, *, timeout: float = 30.0,
-                 user_agent: str = USER_AGENT) -> None:
+                 user_agent: str = USER_AGENT, forbidden_advice: str = OPERATOR_ADVICE) -> None:
         self._credentials = credentials
         self._user_agent = user_agent
+        self._forbidden_advice = forbidden_advice
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -152,14 +155,14 @@ class KubeClient:
             headers["Content-Type"] = content_type
         url = self._credentials.server + path
         try:
-            async with session.request(method, url, params=params, data=data,
-                                       headers=headers) as response:
+            async with session.request(method, url, params=params, data=data, headers=headers,
+                                       proxy=self._credentials.proxy) as response:
                 raw = await response.read()
                 if response.status < 300:
                     parsed = orjson.loads(raw) if raw else {}
                     return parsed if isinstance(parsed, dict) else {}
                 raise classify(method, path, response.status, raw,
-                               response.headers.get("Retry-After"))
+                               response.headers.get("Retry-After"), self._forbidden_advice)
         except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as e:
             raise errors.ApiUnreachable(
                 method, path, 0, type(e).__name__, str(e) or "no details",
@@ -184,18 +187,20 @@ VERBS: Final = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update
 
 
 def classify(
-    method: str, path: str, status: int, raw: bytes, retry_after: str | None
+    method: str, path: str, status: int, raw: bytes, retry_after: str | None,
+    forbidden_advice: str = OPERATOR_ADVICE,
 ) -> errors.ApiError:
-    """The one mapping from an HTTP failure to the operator's exception hierarchy."""
+    """The one mapping from an HTTP failure to the operator's exception hierarchy.
+
+    `forbidden_advice` (with {verb} and {path}) says whose rights are missing and where to grant
+    them: the operator's ClusterRole, or for the CLI the user's own RBAC.
+    """
     reason, message = _status_text(raw)
     delay = _retry_after(retry_after)
     if status in (401, 403):
         verb = VERBS.get(method, method.lower())
-        return errors.Forbidden(
-            method, path, status, reason, message,
-            f"the operator's identity may not {verb} {path}: grant the verb in its ClusterRole "
-            "(operator/rbac/clusterrole.yaml) or fix its credentials",
-        )
+        return errors.Forbidden(method, path, status, reason, message,
+                                forbidden_advice.format(verb=verb, path=path))
     if status == 404:
         return errors.NotFound(method, path, status, reason, message)
     if status == 409:
