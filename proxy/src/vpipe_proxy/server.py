@@ -101,7 +101,8 @@ class ProxyServer:
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                    shutdown_timeout=self.settings.shutdown_timeout)
             await runner.setup()
-            site = web.TCPSite(runner, host, port, backlog=1024)
+            site = web.TCPSite(runner, host, port, backlog=1024,
+                               reuse_port=self.settings.reuse_port and app is client)
             await site.start()
             self._runners.append(runner)
         self.port = _site_port(self._runners[0])
