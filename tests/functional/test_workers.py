@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from openai import AsyncOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -176,6 +177,60 @@ async def test_a_config_change_reaches_both_workers(
             assert await ask(gw, "new-x") == "fake says: hi"
         counts = await gw.per_worker("vpipe_requests_total", route="second", status="200")
         assert set(counts) == {"0", "1"}, counts
+
+
+class _OneConnection(asyncio.Protocol):
+    """Accepts one connection, then stops listening: one worker warms up, the next cannot."""
+
+    def __init__(self, servers: list[asyncio.Server]) -> None:
+        self.servers = servers
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.servers[0].close()
+
+
+async def test_workers_that_part_on_a_reload_are_resynced(
+        config_dir: Path, fake: FakeUpstream, upstream_url: str, tmp_path: Path) -> None:
+    write_resources(config_dir, resources(upstream_url, ["*"]))
+    loop = asyncio.get_running_loop()
+    async with gateway(config_dir, tmp_path) as gw:
+        for attempt in range(3):  # two workers reloading within the same ms both get in
+            servers: list[asyncio.Server] = []
+            servers.append(await loop.create_server(
+                lambda servers=servers: _OneConnection(servers), "127.0.0.1", 0))
+            port = servers[0].sockets[0].getsockname()[1]
+            write_resources(config_dir, resources(f"http://127.0.0.1:{port}/v1", ["*"],
+                                                  name=f"try{attempt}"))
+
+            async def parted() -> dict[str, Any] | None:
+                status, ready = await gw.admin("/readyz")
+                return ready if status == 200 and not ready["converged"] else None
+
+            try:
+                ready = await gw.wait(parted, "a worker that could not warm up", 3)
+                break
+            except AssertionError:
+                servers[0].close()
+        else:
+            raise AssertionError(f"no worker was ever turned away; log:\n{gw.output()}")
+        # Each serves a good config, but not one the operator's rollout gate may count on.
+        assert ready["revision"] is None and ready["lastReload"]["ok"] is False
+        assert "warm-up failed" in ready["lastReload"]["error"]
+        runner = web.AppRunner(fake.app())
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async def rejoined() -> dict[str, Any] | None:
+                _, ready = await gw.admin("/readyz")
+                return ready if ready["converged"] and ready["revision"] else None
+
+            ready = await gw.wait(rejoined, "the resync")
+            assert ready["resyncs"] >= 1 and ready["lastReload"]["ok"]
+            assert {w["revision"] for w in ready["workers"]} == {ready["revision"]}
+            _, text = await gw.admin("/metrics")
+            assert f"vpipe_worker_resyncs_total {float(ready['resyncs'])}" in text
+        finally:
+            await runner.cleanup()
 
 
 async def test_sigterm_drains_streams_in_flight_on_every_worker(
