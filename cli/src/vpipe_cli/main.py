@@ -197,7 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from vpipe_proxy.server import ProxyServer, run, run_until_signalled
     from vpipe_proxy.settings import Settings
     from vpipe_proxy.sources import DocumentFileSource, ResourceFilesSource
-    from vpipe_proxy.workers import SourceFactory, serve_workers
+    from vpipe_proxy.worker_process import SourceFactory
+    from vpipe_proxy.workers import serve_workers
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -34,9 +34,7 @@ import multiprocessing
 import os
 import signal
 import socket
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -46,18 +44,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from vpipe_api.errors import VpipeApiError
 from vpipe_proxy import worker_admin
 from vpipe_proxy.errors import VpipeProxyError
-from vpipe_proxy.server import ProxyServer, run
 from vpipe_proxy.settings import Settings
-from vpipe_proxy.sources import ConfigSource
 from vpipe_proxy.worker_admin import SUPERVISOR, WorkerView
+from vpipe_proxy.worker_process import SourceFactory, worker_main
 
 log = logging.getLogger(__name__)
-
-SourceFactory = Callable[[], ConfigSource]
-"""Makes a worker's config source; must pickle (functools.partial of a class or classmethod)."""
 
 SPAWN = multiprocessing.get_context("spawn")
 START_LIMIT = 300.0  # seconds a worker may take to load and warm its first config
@@ -65,7 +58,6 @@ ADMIN_TIMEOUT = 2.0  # seconds the supervisor waits for a worker's admin app
 KILL_MARGIN = 2.0  # seconds past VPIPE_SHUTDOWN_TIMEOUT before stragglers are killed
 RESYNC_AFTER = 3  # consecutive checks with different revisions before a resync
 STABLE_AFTER = 10.0  # a worker that ran this long restarts without a pause
-LOG_FORMAT = "%(asctime)s %(levelname)s {who} %(name)s: %(message)s"
 
 
 class WorkerStartError(VpipeProxyError):
@@ -111,66 +103,6 @@ async def _readable(fd: int) -> None:
     finally:
         loop.remove_reader(fd)
 
-
-# --- the worker process -----------------------------------------------------------------------
-
-def worker_main(index: int, settings: Settings, make_source: SourceFactory, conn: Connection,
-                log_level: str) -> None:
-    """Entry point of a worker process (runs in a fresh interpreter)."""
-    logging.basicConfig(level=log_level, format=LOG_FORMAT.format(who=f"worker-{index}"))
-    outcome: list[int] = []
-    run(_worker(settings, make_source, conn, outcome))
-    sys.exit(outcome[0] if outcome else 1)
-
-
-async def _worker(settings: Settings, make_source: SourceFactory, conn: Connection,
-                  outcome: list[int]) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    parent = os.getppid()
-    try:
-        proxy = ProxyServer(settings, make_source())
-        await proxy.start()
-    except (VpipeApiError, VpipeProxyError, OSError) as e:
-        conn.send(("failed", str(e)))
-        outcome.append(1)
-        return
-    resyncs: set[asyncio.Task[bool]] = set()
-
-    def resync() -> None:
-        task = asyncio.create_task(proxy.reloader.reload())
-        resyncs.add(task)
-        task.add_done_callback(_resync_done)
-        task.add_done_callback(resyncs.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, resync)
-    conn.send(("started", proxy.admin_port))
-    conn.close()
-    orphan = asyncio.create_task(_exit_with_parent(parent, stop))
-    await stop.wait()
-    orphan.cancel()
-    log.info("shutting down: finishing in-flight requests")
-    await proxy.stop()
-    outcome.append(0)
-
-
-def _resync_done(task: asyncio.Task[bool]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("re-reading the config source on the supervisor's request failed",
-                  exc_info=task.exception())
-
-
-async def _exit_with_parent(parent: int, stop: asyncio.Event) -> None:
-    # Nothing signals a parent's death portably; a getppid() a second is free.
-    while os.getppid() == parent:  # noqa: ASYNC110
-        await asyncio.sleep(1.0)
-    log.error("the supervisor (pid %d) is gone; draining and exiting", parent)
-    stop.set()
-
-
-# --- the supervisor ---------------------------------------------------------------------------
 
 @dataclass
 class Slot:
