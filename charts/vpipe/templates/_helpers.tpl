@@ -90,3 +90,21 @@ seccompProfile:
 {{- range .Values.webhook.excludeNamespaces }}{{ $ns = append $ns . }}{{ end }}
 {{- toJson (uniq $ns) }}
 {{- end }}
+
+{{/*
+Gateway worker processes: gateway.workers, or for "auto" the CPU limit rounded up (else the
+CPU request, else 1). Quantities: plain numbers or millicores ("1500m").
+*/}}
+{{- define "vpipe.gatewayWorkers" -}}
+{{- $workers := toString .Values.gateway.workers -}}
+{{- if ne $workers "auto" -}}
+{{- $workers -}}
+{{- else -}}
+{{- $resources := .Values.gateway.resources | default dict -}}
+{{- $limits := $resources.limits | default dict -}}
+{{- $requests := $resources.requests | default dict -}}
+{{- $cpu := toString (coalesce $limits.cpu $requests.cpu "1") -}}
+{{- $cores := ternary (divf (trimSuffix "m" $cpu) 1000) (float64 $cpu) (hasSuffix "m" $cpu) -}}
+{{- max 1 (int (ceil $cores)) -}}
+{{- end -}}
+{{- end -}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -100,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="client API port (VPIPE_PORT, 8080)")
     serve.add_argument("--admin-port", type=int, default=None,
                        help="admin port (VPIPE_ADMIN_PORT, 9090)")
+    serve.add_argument("--workers", default=None, metavar="N|auto",
+                       help="proxy processes sharing the client port (VPIPE_WORKERS, 1); auto: "
+                            "one per CPU of the container's limit. Above 1 a supervisor owns "
+                            "the admin port and restarts workers that die")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
 
     validate = sub.add_parser("validate", help="check resources; exit 1 listing every problem")
@@ -204,24 +209,32 @@ def _mapping_line(document: ConfigDocument, pipeline: str, model: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from vpipe_proxy.cpus import resolve_workers
     from vpipe_proxy.kube_source import KubernetesConfigSource
     from vpipe_proxy.server import ProxyServer, run, run_until_signalled
     from vpipe_proxy.settings import Settings
-    from vpipe_proxy.sources import ConfigSource, DocumentFileSource, ResourceFilesSource
+    from vpipe_proxy.sources import DocumentFileSource, ResourceFilesSource
+    from vpipe_proxy.worker_process import SourceFactory
+    from vpipe_proxy.workers import serve_workers
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_environ(os.environ, host=args.host, port=args.port,
-                                     admin_port=args.admin_port,
+                                     admin_port=args.admin_port, workers=args.workers,
                                      wait_for_config=True if args.paths is None else None)
-    source: ConfigSource
+    make_source: SourceFactory  # a factory that pickles: each worker makes its own source
     if args.kubernetes:
-        source = KubernetesConfigSource.from_environ(args.namespace, os.environ)
+        make_source = functools.partial(KubernetesConfigSource.from_environ, args.namespace,
+                                        dict(os.environ))
     elif args.config_dir is not None:
-        source = DocumentFileSource(args.config_dir)
+        make_source = functools.partial(DocumentFileSource, args.config_dir)
     else:
-        source = ResourceFilesSource(args.paths, namespace=args.namespace)
-    run(run_until_signalled(ProxyServer(settings, source)))
+        make_source = functools.partial(ResourceFilesSource, args.paths, namespace=args.namespace)
+    workers = resolve_workers(settings.workers)
+    if workers > 1:
+        run(serve_workers(settings, make_source, workers, args.log_level.upper()))
+    else:
+        run(run_until_signalled(ProxyServer(settings, make_source())))
     return 0
 
 

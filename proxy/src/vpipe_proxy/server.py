@@ -116,7 +116,8 @@ class ProxyServer:
                                    keepalive_timeout=self.settings.client_idle_timeout,
                                    auto_decompress=False)
             await runner.setup()
-            site = LimitedTCPSite(runner, host, port, max_connections=most, backlog=1024)
+            site = LimitedTCPSite(runner, host, port, max_connections=most, backlog=1024,
+                                  reuse_port=self.settings.reuse_port and app is client)
             await site.start()
             self._runners.append(runner)
         self.port = _site_port(self._runners[0])

@@ -78,6 +78,13 @@ class Settings:
     warm_connections: int = 1
     """Upstream connections each provider opens before ready (VPIPE_WARM_CONNECTIONS); 0 skips
     warm-up, for upstreams that are not reachable at start."""
+    workers: str = "1"
+    """Proxy processes sharing the client port (VPIPE_WORKERS): a number, or `auto` for the
+    CPU limit (cgroup cpu.max, else the CPUs this process may run on). 1 is one process as
+    ever; more adds a supervisor that owns the admin port (see vpipe_proxy.workers)."""
+    reuse_port: bool = False
+    """Open the client port with SO_REUSEPORT so several processes share it
+    (VPIPE_REUSE_PORT); `serve --workers` turns it on for its workers."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
