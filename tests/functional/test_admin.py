@@ -31,10 +31,10 @@ async def proxy(config_dir: Path, upstream_url: str) -> AsyncIterator[ProxyServe
     write_resources(config_dir, [
         pipeline("mock-v1", {"family": "mock"}),
         pipeline("fake-v1", {"family": "openai-compatible", "baseUrl": upstream_url,
-                             "modelMap": {"fake-big-*": "big", "*": "default"},
+                             "modelMap": {"fake-big-*": "big", "fake-hold": "hold",
+                                          "*": "default"},
                              "credentials": {"secretRef": {"name": "fake", "key": "token"}},
-                             "headers": {"x-custom-token-id": "not-secret-but-redacted"},
-                             "modelMap": {"fake-hold": "hold"}}),
+                             "headers": {"x-custom-token-id": "not-secret-but-redacted"}}),
         route("mock", ["mock-*"], "mock-v1", priority=5),
         route("fake", ["fake-*"], "fake-v1"),
     ])
