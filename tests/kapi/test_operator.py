@@ -218,14 +218,17 @@ def test_the_operator_uses_what_the_chart_grants(
             # Everything the operator does: ConfigMap create/patch/delete, statuses, Events, a
             # missing Secret, a rollout action (Route patch), the sidecar gate (pods).
             api.create(path("Pipeline", ns), pipeline("v1"))
-            api.create(path("Pipeline", ns), pipeline(
-                "v2", family="openai", credentials={"secretRef": {"name": "missing"}}))
             api.create(path("Pipeline", ns), pipeline("v3"))
             api.create(path("Route", ns), route("chat", "v1", ["gpt-*"],
                                                 canary={"pipeline": "v3", "steps": [10, 50]}))
             wait_for(lambda: served_routes(api, ns) == {"chat"}, what="the route served")
+            # A missing Secret holds the ConfigMap at its last good revision (the operator reads
+            # Secrets for that), so it comes once there is one, and goes before the writes after.
+            api.create(path("Pipeline", ns), pipeline(
+                "v2", family="openai", credentials={"secretRef": {"name": "missing"}}))
             wait_for(lambda: (c := condition(api.find(path("Pipeline", ns, "v2")), "Ready"))
                      and c["reason"] == "SecretNotFound", what="v2 SecretNotFound")
+            api.delete(path("Pipeline", ns, "v2"))
             api.merge_patch(path("Route", ns, "chat"),
                             {"metadata": {"annotations": {"vpipe.io/rollout": "promote"}}})
             wait_for(lambda: api.get(path("Route", ns, "chat"))["status"].get("activeWeight") == 10,
@@ -237,8 +240,7 @@ def test_the_operator_uses_what_the_chart_grants(
             api.delete(path("Route", ns, "broken"))
             wait_for(lambda: "extra" not in api.get(path("ConfigMap", ns, CONFIGMAP))["data"],
                      what="the hand edit repaired")
-            for kind, name in (("Route", "chat"), ("Pipeline", "v1"), ("Pipeline", "v2"),
-                               ("Pipeline", "v3")):
+            for kind, name in (("Route", "chat"), ("Pipeline", "v1"), ("Pipeline", "v3")):
                 api.delete(path(kind, ns, name))
             wait_for(lambda: api.find(path("ConfigMap", ns, CONFIGMAP)) is None,
                      what="vpipe-config deleted")

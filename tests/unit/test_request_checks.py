@@ -47,7 +47,7 @@ CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "
         {"role": "user", "content": [{"type": "hologram"}]}]}, "messages[0].content[0].type"),
     (shapes.check_messages, {"max_tokens": 1, "system": [{"type": "text", "text": None}],
                              "messages": [{"role": "user", "content": "x"}]}, "system[0].text"),
-    (shapes.check_count_tokens, {"messages": [{"role": "system", "content": "x"}]},
+    (shapes.check_count_tokens, {"messages": [{"role": "tool", "content": "x"}]},
      "messages[0].role"),
     (shapes.check_embeddings, {"input": [None]}, "input[0]"),
     (shapes.check_embeddings, {"input": []}, "input"),
