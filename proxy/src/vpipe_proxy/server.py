@@ -160,15 +160,20 @@ async def run_until_signalled(server: ProxyServer, announce: bool = True) -> Non
     await server.start()
     if announce:
         _announce(server)
+    try:
+        await until_signalled()
+    finally:
+        log.info("shutting down: finishing in-flight requests")
+        await server.stop()
+
+
+async def until_signalled() -> None:
+    """Return once the process gets SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down: finishing in-flight requests")
-        await server.stop()
+    await stop.wait()
 
 
 def _announce(server: ProxyServer) -> None:

@@ -46,6 +46,7 @@ from aiohttp import web
 
 from vpipe_proxy import worker_admin
 from vpipe_proxy.errors import VpipeProxyError
+from vpipe_proxy.server import until_signalled
 from vpipe_proxy.settings import Settings
 from vpipe_proxy.worker_admin import SUPERVISOR, WorkerView
 from vpipe_proxy.worker_process import SourceFactory, worker_main
@@ -364,12 +365,8 @@ async def serve_workers(settings: Settings, make_source: SourceFactory, count: i
           f"{supervisor.source_description}\n  client API: {supervisor.url}/v1   admin: "
           f"{supervisor.admin_url} (/readyz /metrics /debug/config?worker=N)\nPress Ctrl+C to stop.",
           flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
         log.info("shutting down: every worker finishes its in-flight requests")
         await supervisor.stop()
